@@ -1,0 +1,39 @@
+# One entry point for people and CI. `make test` is what .ci/run calls.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+APT_PKGS := mosquitto mosquitto-clients nut-server nut-client chromium ffmpeg gpsd gpsd-clients
+
+.PHONY: setup test check demo bench clean
+
+setup: $(STAMP) system-packages
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+.PHONY: system-packages
+system-packages:
+	@bash scripts/install-system-packages.sh $(APT_PKGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+check: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+demo: setup
+	$(BIN)/python -m demo
+
+bench: setup
+	$(BIN)/python bench/recording.py
+	$(BIN)/python bench/agent.py
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
