@@ -1,0 +1,180 @@
+"""The agent's configuration: `agent.toml` from the enrollment bundle, with environment
+overrides (`CCTV_AGENT_<SECTION>__<KEY>`, e.g. `CCTV_AGENT_CAMERA__URL`).
+
+A bad config fails at start with one message naming the key and the reason. Relative
+paths are relative to the folder of the TOML file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from edge_agent.errors import AgentError
+from protocol.topics import DEFAULT_ROOT, validate_unit_id
+
+__all__ = ["AgentSettings", "ConfigError", "load_config"]
+
+
+class ConfigError(AgentError):
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BrokerConfig(Section):
+    host: str = Field("127.0.0.1", description="Broker host name or address")
+    port: int = Field(8883, ge=1, le=65535, description="Broker TLS port")
+    topic_root: str = Field(DEFAULT_ROOT, description="Topic root shared by the fleet")
+    ca_file: Path = Field(Path("ca.crt"), description="Fleet CA certificate")
+    cert_file: Path = Field(Path("unit.crt"), description="This unit's client certificate")
+    key_file: Path = Field(Path("unit.key"), description="This unit's TLS private key")
+    keepalive_s: int = Field(60, ge=5, le=3600, description="MQTT keepalive")
+    backoff_base_s: float = Field(1.0, gt=0, description="First reconnect delay (full jitter)")
+    backoff_cap_s: float = Field(60.0, gt=0, description="Longest reconnect delay")
+
+
+class KeysConfig(Section):
+    signing_key_file: Path = Field(
+        Path("unit-signing.key"), description="Unit Ed25519 key: signs the index checkpoints"
+    )
+    controller_public_key_file: Path = Field(
+        Path("controller-signing.pub"), description="Verifies commands and authorizations"
+    )
+    evidence_public_key_file: Path = Field(
+        Path("evidence-public.json"), description="Segment data keys are wrapped to it"
+    )
+
+
+class CameraConfig(Section):
+    url: str = Field("synthetic:", description="rtsp://, http(s)://, /dev/videoN, a file, synthetic:")
+    expected_fps: float | None = Field(None, gt=0, description="Frame rate the camera should give")
+    name: str = Field("", description="A label for engineers")
+
+
+class StorageConfig(Section):
+    data_dir: Path = Field(Path("data"), description="Segments, index, outbox, state")
+    segment_seconds: int = Field(60, ge=5, le=3600, description="Segment length")
+    retention_days: int = Field(31, ge=1, le=3650, description="Default retention")
+    min_free_mb: int = Field(512, ge=1, description="Free-space floor: oldest unheld goes first")
+    retention_interval_s: int = Field(300, ge=5, description="How often retention runs")
+
+
+class SelfTestConfig(Section):
+    schedule: list[str] = Field(["07:00", "19:00"], description="Local times (shift change)")
+    timezone: str = Field("Europe/London", description="IANA zone for the schedule")
+    at_boot: bool = Field(True, description="Run a self-test when the agent starts")
+    ntp_server: str | None = Field(None, description="NTP server for the clock check")
+    thermal_root: Path = Field(Path("/sys/class/thermal"), description="Thermal zones")
+    thresholds: dict[str, float] = Field(default_factory=dict, description="Check overrides")
+
+    @field_validator("schedule")
+    @classmethod
+    def _times(cls, value: list[str]) -> list[str]:
+        for item in value:
+            hh, _, mm = item.partition(":")
+            if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+                raise ValueError(f"{item!r} is not a time of day HH:MM")
+        return value
+
+
+class PowerConfig(Section):
+    source: Literal["none", "nut", "sysfs"] = Field("none", description="How power is watched")
+    nut_host: str = Field("127.0.0.1", description="upsd host")
+    nut_port: int = Field(3493, ge=1, le=65535, description="upsd port")
+    nut_ups: str = Field("ups", description="UPS name in upsd")
+    nut_username: str | None = None
+    nut_password: str | None = None
+    sysfs_root: Path = Field(Path("/sys/class/power_supply"), description="Battery sysfs")
+    poll_s: float = Field(5.0, gt=0, description="Poll interval")
+    low_charge_pct: float = Field(20.0, ge=0, le=100, description="Battery low under this")
+
+
+class LinkConfig(Section):
+    heartbeat_interval_s: float = Field(30.0, gt=0, description="Heartbeat period")
+    power_interval_s: float = Field(300.0, gt=0, description="Periodic power report")
+    outbox_max: int = Field(50_000, ge=100, description="Outbox bound (heartbeats go first)")
+
+
+class PositionConfig(Section):
+    fixed: tuple[float, float] | None = Field(None, description="(lat, lon) of a fixed unit")
+    gpsd_host: str | None = Field(None, description="gpsd host, when the unit has a GNSS")
+    gpsd_port: int = Field(2947, ge=1, le=65535)
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CCTV_AGENT_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    unit_id: str = Field(description="This unit's id (= certificate CN)")
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    keys: KeysConfig = Field(default_factory=KeysConfig)
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    selftest: SelfTestConfig = Field(default_factory=SelfTestConfig)
+    power: PowerConfig = Field(default_factory=PowerConfig)
+    link: LinkConfig = Field(default_factory=LinkConfig)
+    position: PositionConfig = Field(default_factory=PositionConfig)
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="Prometheus port")
+    base_dir: Path = Field(Path("."), description="Folder relative paths are read from", exclude=True)
+
+    @field_validator("unit_id")
+    @classmethod
+    def _unit(cls, value: str) -> str:
+        validate_unit_id(value)
+        return value
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> AgentSettings:
+        base = self.base_dir
+        for section in (self.broker, self.keys, self.storage, self.selftest, self.power):
+            for name, value in list(section.__dict__.items()):
+                if isinstance(value, Path) and not value.is_absolute():
+                    object.__setattr__(section, name, (base / value).resolve())
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (the file arrives as init kwargs).
+        return (env_settings, init_settings)
+
+
+def _describe(exc: ValidationError) -> tuple[str, str]:
+    first = exc.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    return key, first["msg"]
+
+
+def load_config(path: Path, **overrides: Any) -> AgentSettings:
+    """Read `agent.toml`; raise ConfigError with one readable line on any problem."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
+    data.update(overrides)
+    data["base_dir"] = path.resolve().parent
+    try:
+        return AgentSettings(**data)
+    except ValidationError as exc:
+        key, msg = _describe(exc)
+        raise ConfigError(f"{path}: {key}: {msg}", key=key) from exc
