@@ -79,7 +79,7 @@ def _load_json(data: bytes, fmt: str) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("format") != fmt:
         raise EvidenceKeyError(f"not an evidence key file (expected format {fmt!r})")
     try:
-        doc["suite"] = EvidenceSuite(doc.get("suite"))
+        doc["suite"] = EvidenceSuite(str(doc.get("suite")))
     except ValueError as exc:
         raise EvidenceKeyError(f"unknown evidence suite {doc.get('suite')!r}") from exc
     return doc

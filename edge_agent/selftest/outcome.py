@@ -1,0 +1,63 @@
+"""The result of one self-test check, as the unit reports it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from protocol.faults import FaultCode
+
+if TYPE_CHECKING:
+    from protocol.messages import CheckResult
+
+__all__ = ["CheckOutcome", "Verdict", "worst_verdict"]
+
+Verdict = Literal["pass", "warn", "fail"]
+
+_RANK: dict[Verdict, int] = {"pass": 0, "warn": 1, "fail": 2}
+
+
+def worst_verdict(verdicts: Iterable[Verdict]) -> Verdict:
+    """The most severe verdict of several ("pass" for none)."""
+    worst: Verdict = "pass"
+    for verdict in verdicts:
+        if _RANK[verdict] > _RANK[worst]:
+            worst = verdict
+    return worst
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    """One check's measured value against its threshold, with a sentence for people.
+
+    `fault` is the fault this check raises when it fails; it is set on every outcome of the
+    check (pass included) so the fault tracker, and the controller verifying a repair, know
+    which fault a pass clears.
+    """
+
+    name: str
+    verdict: Verdict
+    value: float | None
+    threshold: float | None
+    unit: str
+    message: str
+    fault: FaultCode | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict == "fail"
+
+    def to_message(self) -> CheckResult:
+        """The protocol model sent to the controller in a self-test report."""
+        from protocol.messages import CheckResult
+
+        return CheckResult(
+            name=self.name,
+            verdict=self.verdict,
+            value=self.value,
+            threshold=self.threshold,
+            unit=self.unit,
+            message=self.message[:2000],
+            fault=self.fault,
+        )
