@@ -37,6 +37,7 @@ __all__ = [
     "AnyMessage",
     "Authorization",
     "AuthorizationBody",
+    "AuthorizationRefused",
     "CheckResult",
     "Command",
     "CommandAck",
@@ -220,6 +221,15 @@ class GateChanged(Model):
     authorization_id: Ident | None = None
 
 
+class AuthorizationRefused(Model):
+    """A signed message on the authz topic that the unit would not accept."""
+
+    type: Literal["authorization_refused"] = "authorization_refused"
+    authorization_id: str = Field("", max_length=128)
+    reason: str = Field(max_length=32, description="A RefusalReason value")
+    detail: Text = ""
+
+
 class RecordingStarted(Model):
     type: Literal["recording_started"] = "recording_started"
     deployment_id: Ident | None = None
@@ -231,7 +241,12 @@ class RecordingStopped(Model):
 
 
 EventBody = Annotated[
-    FaultRaised | FaultCleared | GateChanged | RecordingStarted | RecordingStopped,
+    FaultRaised
+    | FaultCleared
+    | GateChanged
+    | AuthorizationRefused
+    | RecordingStarted
+    | RecordingStopped,
     Field(discriminator="type"),
 ]
 

@@ -14,11 +14,21 @@ from protocol.signing import Signer, Verifier
 KEY = Ed25519PrivateKey.generate()
 
 
-def cmd(cid: str, action: Any = None, unit: str = "cam-01", key: Ed25519PrivateKey = KEY,
-        expires: timedelta = timedelta(minutes=5)) -> m.Command:
+def cmd(
+    cid: str,
+    action: Any = None,
+    unit: str = "cam-01",
+    key: Ed25519PrivateKey = KEY,
+    expires: timedelta = timedelta(minutes=5),
+) -> m.Command:
     now = datetime.now(UTC)
-    body = m.CommandBody(command_id=cid, unit_id=unit, issued_at=now, expires_at=now + expires,
-                         action=action or m.SelfTestNow())
+    body = m.CommandBody(
+        command_id=cid,
+        unit_id=unit,
+        issued_at=now,
+        expires_at=now + expires,
+        action=action or m.SelfTestNow(),
+    )
     return Signer(key).command(body, seq=1, boot_id="ctl")
 
 
@@ -35,16 +45,26 @@ async def test_acks_each_step_and_refuses_with_reasons(tmp_path: Path) -> None:
         raise CommandFailed("no footage in that range")
 
     seen = DurableSeenIds(tmp_path / "seen.sqlite")
-    proc = CommandProcessor(Verifier(KEY.public_key(), unit_id="cam-01", seen=seen),
-                            send_ack=send_ack, actions={"selftest_now": selftest, "set_hold": hold})
+    proc = CommandProcessor(
+        Verifier(KEY.public_key(), unit_id="cam-01", seen=seen),
+        send_ack=send_ack,
+        actions={"selftest_now": selftest, "set_hold": hold},
+    )
     now = datetime.now(UTC)
     assert await proc.handle(cmd("ok")) == "done"
     assert await proc.handle(cmd("ok")) == "rejected"  # replay
     assert await proc.handle(cmd("forged", key=Ed25519PrivateKey.generate())) == "rejected"
     assert await proc.handle(cmd("other", unit="cam-02")) == "rejected"
     assert await proc.handle(cmd("late", expires=timedelta(seconds=-1))) == "rejected"
-    assert await proc.handle(cmd("h", m.SetHold(hold_id="h1", start=now, end=now + timedelta(1),
-                                                reference="crime ref 1"))) == "failed"
+    assert (
+        await proc.handle(
+            cmd(
+                "h",
+                m.SetHold(hold_id="h1", start=now, end=now + timedelta(1), reference="crime ref 1"),
+            )
+        )
+        == "failed"
+    )
     assert await proc.handle(cmd("nope", m.ReleaseHold(hold_id="h1"))) == "rejected"
     assert acks == [
         ("ok", "accepted", ""),
@@ -74,8 +94,11 @@ async def test_replay_is_refused_after_a_restart(tmp_path: Path) -> None:
     message = cmd("once")
     for _ in range(2):  # two agent lifetimes over the same data dir
         seen = DurableSeenIds(tmp_path / "seen.sqlite")
-        proc = CommandProcessor(Verifier(KEY.public_key(), unit_id="cam-01", seen=seen),
-                                send_ack=send_ack, actions={"selftest_now": selftest})
+        proc = CommandProcessor(
+            Verifier(KEY.public_key(), unit_id="cam-01", seen=seen),
+            send_ack=send_ack,
+            actions={"selftest_now": selftest},
+        )
         await proc.handle(message)
         seen.close()
     assert statuses == ["accepted", "done", "rejected"]

@@ -59,6 +59,8 @@ event_bodies = st.one_of(
     st.builds(m.FaultCleared, code=faults, detail=texts),
     st.builds(m.GateChanged, open=st.booleans(), reason=texts, deployment_id=st.none() | idents),
     st.builds(m.RecordingStarted, deployment_id=st.none() | idents),
+    st.builds(m.AuthorizationRefused, authorization_id=idents, reason=st.sampled_from(
+        ["bad_signature", "wrong_unit", "revoked"]), detail=texts),
     st.builds(m.RecordingStopped, reason=texts),
 )
 segments = st.builds(
@@ -85,11 +87,21 @@ def actions(draw: st.DrawFn) -> object:
     return draw(
         st.one_of(
             st.just(m.SelfTestNow()),
-            st.builds(m.SetHold, hold_id=idents, start=st.just(start), end=st.just(end),
-                      reference=st.text(min_size=1, max_size=40)),
+            st.builds(
+                m.SetHold,
+                hold_id=idents,
+                start=st.just(start),
+                end=st.just(end),
+                reference=st.text(min_size=1, max_size=40),
+            ),
             st.builds(m.ReleaseHold, hold_id=idents),
-            st.builds(m.SetConfig, values=st.dictionaries(st.sampled_from(
-                ["selftest.schedule", "heartbeat_interval_s"]), st.integers() | texts)),
+            st.builds(
+                m.SetConfig,
+                values=st.dictionaries(
+                    st.sampled_from(["selftest.schedule", "heartbeat_interval_s"]),
+                    st.integers() | texts,
+                ),
+            ),
             st.builds(m.RequestExport, export_id=idents, start=st.just(start), end=st.just(end)),
         )
     )
@@ -100,12 +112,24 @@ def auth_bodies(draw: st.DrawFn, unit_id: str) -> m.AuthorizationBody:
     start, end = draw(_window())
     poly = st.lists(st.tuples(unit01, unit01), min_size=3, max_size=6)
     return m.AuthorizationBody(
-        authorization_id=draw(idents), unit_id=unit_id, deployment_id=draw(idents),
-        location_name=draw(texts), valid_from=start, valid_until=end, issued_at=draw(times),
-        geofence=draw(st.none() | st.builds(
-            m.GeoFence, lat=st.floats(-90, 90), lon=st.floats(-180, 180),
-            radius_m=st.floats(1, 5000))),
-        masks=draw(st.lists(poly, max_size=3)), retention_days=draw(st.integers(1, 3650)),
+        authorization_id=draw(idents),
+        unit_id=unit_id,
+        deployment_id=draw(idents),
+        location_name=draw(texts),
+        valid_from=start,
+        valid_until=end,
+        issued_at=draw(times),
+        geofence=draw(
+            st.none()
+            | st.builds(
+                m.GeoFence,
+                lat=st.floats(-90, 90),
+                lon=st.floats(-180, 180),
+                radius_m=st.floats(1, 5000),
+            )
+        ),
+        masks=draw(st.lists(poly, max_size=3)),
+        retention_days=draw(st.integers(1, 3650)),
     )
 
 
@@ -118,32 +142,66 @@ def signed(draw: st.DrawFn) -> m.Envelope:
     which = draw(st.sampled_from(["command", "authorization", "revocation"]))
     extra = {k: draw(v) for k, v in sig.items()}
     if which == "command":
-        body = m.CommandBody(command_id=draw(idents), unit_id=env["unit_id"], issued_at=draw(times),
-                             expires_at=draw(times), action=draw(actions()))
+        body = m.CommandBody(
+            command_id=draw(idents),
+            unit_id=env["unit_id"],
+            issued_at=draw(times),
+            expires_at=draw(times),
+            action=draw(actions()),
+        )
         return m.Command(**env, **extra, body=body)
     if which == "authorization":
         return m.Authorization(**env, **extra, body=draw(auth_bodies(str(env["unit_id"]))))
-    body = m.RevocationBody(revocation_id=draw(idents), unit_id=env["unit_id"],
-                            authorization_id=draw(idents), deployment_id=draw(idents),
-                            issued_at=draw(times), reason=draw(texts))
+    body = m.RevocationBody(
+        revocation_id=draw(idents),
+        unit_id=env["unit_id"],
+        authorization_id=draw(idents),
+        deployment_id=draw(idents),
+        issued_at=draw(times),
+        reason=draw(texts),
+    )
     return m.Revocation(**env, **extra, body=body)
 
 
 messages = st.one_of(
     _build(m.UnitState, online=st.booleans(), agent_version=texts, reason=texts),
-    _build(m.Heartbeat, recording=st.booleans(), recording_reason=texts, gate_open=st.booleans(),
-           gate_reason=texts, storage=st.none() | storage, outbox_depth=nonneg,
-           clock_offset_s=st.none() | floats, open_faults=st.lists(faults, max_size=4)),
-    _build(m.PowerStatus, source=st.sampled_from(["mains", "battery", "unknown"]),
-           on_battery=st.booleans(), low_battery=st.booleans(), charge_pct=st.none() | pct,
-           runtime_s=st.none() | st.floats(0, 1e6), ups_status=texts, comms_ok=st.booleans()),
-    _build(m.SelfTestReport, report_id=idents,
-           trigger=st.sampled_from(["boot", "schedule", "command", "manual"]),
-           started_at=times, finished_at=times, verdict=st.sampled_from(["pass", "warn", "fail"]),
-           checks=st.lists(checks, max_size=14)),
+    _build(
+        m.Heartbeat,
+        recording=st.booleans(),
+        recording_reason=texts,
+        gate_open=st.booleans(),
+        gate_reason=texts,
+        storage=st.none() | storage,
+        outbox_depth=nonneg,
+        clock_offset_s=st.none() | floats,
+        open_faults=st.lists(faults, max_size=4),
+    ),
+    _build(
+        m.PowerStatus,
+        source=st.sampled_from(["mains", "battery", "unknown"]),
+        on_battery=st.booleans(),
+        low_battery=st.booleans(),
+        charge_pct=st.none() | pct,
+        runtime_s=st.none() | st.floats(0, 1e6),
+        ups_status=texts,
+        comms_ok=st.booleans(),
+    ),
+    _build(
+        m.SelfTestReport,
+        report_id=idents,
+        trigger=st.sampled_from(["boot", "schedule", "command", "manual"]),
+        started_at=times,
+        finished_at=times,
+        verdict=st.sampled_from(["pass", "warn", "fail"]),
+        checks=st.lists(checks, max_size=14),
+    ),
     _build(m.Event, at=times, event=event_bodies),
     _build(m.RecordingIndex, segments=st.lists(segments, max_size=5)),
-    _build(m.CommandAck, command_id=idents,
-           status=st.sampled_from(["accepted", "rejected", "done", "failed"]), reason=texts),
+    _build(
+        m.CommandAck,
+        command_id=idents,
+        status=st.sampled_from(["accepted", "rejected", "done", "failed"]),
+        reason=texts,
+    ),
     signed(),
 )

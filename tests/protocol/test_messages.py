@@ -21,8 +21,12 @@ from tests.protocol.strategies import messages
 
 def heartbeat(**over: object) -> m.Heartbeat:
     fields: dict[str, object] = dict(
-        unit_id="cam-01", seq=7, sent_at=datetime(2026, 1, 1, tzinfo=UTC), boot_id="b1",
-        recording=True, gate_open=True,
+        unit_id="cam-01",
+        seq=7,
+        sent_at=datetime(2026, 1, 1, tzinfo=UTC),
+        boot_id="b1",
+        recording=True,
+        gate_open=True,
     )
     fields.update(over)
     return m.Heartbeat(**fields)  # type: ignore[arg-type]
@@ -125,7 +129,10 @@ def test_mutated_messages_raise_only_protocol_errors(msg: m.Envelope, data: st.D
     doc = json.loads(m.encode(msg))
     key = data.draw(st.sampled_from(sorted(doc)))
     doc[key] = data.draw(
-        st.none() | st.integers() | st.text(max_size=5) | st.lists(st.integers(), max_size=2)
+        st.none()
+        | st.integers()
+        | st.text(max_size=5)
+        | st.lists(st.integers(), max_size=2)
         | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
     )
     try:

@@ -16,10 +16,20 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 KEY = Ed25519PrivateKey.generate()
 
 
-def command(unit: str = "cam-01", cid: str = "c1", expires: timedelta = timedelta(minutes=5),
-            issued: datetime = NOW, action: object = None) -> m.Command:
-    body = m.CommandBody(command_id=cid, unit_id=unit, issued_at=issued, expires_at=issued + expires,
-                         action=action or m.SelfTestNow())
+def command(
+    unit: str = "cam-01",
+    cid: str = "c1",
+    expires: timedelta = timedelta(minutes=5),
+    issued: datetime = NOW,
+    action: object = None,
+) -> m.Command:
+    body = m.CommandBody(
+        command_id=cid,
+        unit_id=unit,
+        issued_at=issued,
+        expires_at=issued + expires,
+        action=action or m.SelfTestNow(),
+    )
     return Signer(KEY).command(body, seq=1, boot_id="ctl")
 
 
@@ -42,9 +52,17 @@ def test_good_command_is_accepted_once() -> None:
 
 def test_each_refusal_has_its_own_reason() -> None:
     good = command()
-    tampered = good.model_copy(update={"body": good.body.model_copy(
-        update={"action": m.SetHold(hold_id="h", start=NOW, end=NOW + timedelta(hours=1),
-                                    reference="x")})})
+    tampered = good.model_copy(
+        update={
+            "body": good.body.model_copy(
+                update={
+                    "action": m.SetHold(
+                        hold_id="h", start=NOW, end=NOW + timedelta(hours=1), reference="x"
+                    )
+                }
+            )
+        }
+    )
     reasons = {
         "tampered": refusal(verifier().command, tampered),
         "wrong key": refusal(verifier(key=Ed25519PrivateKey.generate()).command, good),
@@ -85,24 +103,43 @@ def test_signature_survives_the_wire() -> None:
 
 def test_domain_separation() -> None:
     auth_body = m.AuthorizationBody(
-        authorization_id="a1", unit_id="cam-01", deployment_id="d1", location_name="High St",
-        valid_from=NOW, valid_until=NOW + timedelta(days=30), issued_at=NOW)
+        authorization_id="a1",
+        unit_id="cam-01",
+        deployment_id="d1",
+        location_name="High St",
+        valid_from=NOW,
+        valid_until=NOW + timedelta(days=30),
+        issued_at=NOW,
+    )
     auth = Signer(KEY).authorization(auth_body, seq=1, boot_id="c")
     assert verifier().authorization(auth) == auth_body
     # The same signature cannot be moved onto a revocation body.
-    rev_body = m.RevocationBody(revocation_id="a1", unit_id="cam-01", authorization_id="a1",
-                                deployment_id="d1", issued_at=NOW)
-    rev = Signer(KEY).revocation(rev_body, seq=2, boot_id="c").model_copy(
-        update={"signature": auth.signature})
+    rev_body = m.RevocationBody(
+        revocation_id="a1",
+        unit_id="cam-01",
+        authorization_id="a1",
+        deployment_id="d1",
+        issued_at=NOW,
+    )
+    rev = (
+        Signer(KEY)
+        .revocation(rev_body, seq=2, boot_id="c")
+        .model_copy(update={"signature": auth.signature})
+    )
     assert refusal(verifier().revocation, rev) is RefusalReason.BAD_SIGNATURE
     assert canonical_bytes(auth_body).startswith(b"cctv-authorization-v1\0")
 
 
 def test_expired_authorization_is_refused() -> None:
     body = m.AuthorizationBody(
-        authorization_id="a1", unit_id="cam-01", deployment_id="d1", location_name="x",
-        valid_from=NOW - timedelta(days=2), valid_until=NOW - timedelta(days=1),
-        issued_at=NOW - timedelta(days=2))
+        authorization_id="a1",
+        unit_id="cam-01",
+        deployment_id="d1",
+        location_name="x",
+        valid_from=NOW - timedelta(days=2),
+        valid_until=NOW - timedelta(days=1),
+        issued_at=NOW - timedelta(days=2),
+    )
     auth = Signer(KEY).authorization(body, seq=1, boot_id="c")
     assert refusal(verifier().authorization, auth) is RefusalReason.EXPIRED
 

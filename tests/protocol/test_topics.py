@@ -13,7 +13,9 @@ def test_topic_table() -> None:
     assert t.unit("cam-01", Channel.CMD_ACK) == "cctv/v1/unit/cam-01/cmd/ack"
     assert t.fleet_filter() == "cctv/v1/unit/+/#"
     assert t.acl_pattern(Channel.AUTHZ) == "cctv/v1/unit/%u/authz"
-    assert Topics("council/x").unit("u1", Channel.HEARTBEAT) == "council/x/unit/u1/telemetry/heartbeat"
+    assert (
+        Topics("council/x").unit("u1", Channel.HEARTBEAT) == "council/x/unit/u1/telemetry/heartbeat"
+    )
 
 
 @pytest.mark.parametrize("channel", list(Channel))
@@ -23,8 +25,15 @@ def test_parse_inverts_build(channel: Channel) -> None:
 
 
 @pytest.mark.parametrize(
-    "topic", ["cctv/v1/unit/cam-01", "cctv/v1/unit/cam-01/nope", "other/unit/a/state",
-              "cctv/v1/unit/+/state", "cctv/v1/unit/CAM/state", "cctv/v1/unit/controller/state"]
+    "topic",
+    [
+        "cctv/v1/unit/cam-01",
+        "cctv/v1/unit/cam-01/nope",
+        "other/unit/a/state",
+        "cctv/v1/unit/+/state",
+        "cctv/v1/unit/CAM/state",
+        "cctv/v1/unit/controller/state",
+    ],
 )
 def test_parse_refuses_foreign_topics(topic: str) -> None:
     with pytest.raises(UnknownTopic):

@@ -1,0 +1,66 @@
+"""Builders of the messages the unit sends: each takes the seq the outbox allocates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from protocol.messages import (
+    AuthorizationRefused,
+    CommandAck,
+    Envelope,
+    Event,
+    FaultCleared,
+    FaultRaised,
+    GateChanged,
+    Heartbeat,
+    PowerStatus,
+    RecordingStarted,
+    RecordingStopped,
+    StorageStatus,
+    utcnow,
+)
+
+__all__ = ["Telemetry"]
+
+EventBody = (
+    FaultRaised | FaultCleared | GateChanged | AuthorizationRefused | RecordingStarted
+    | RecordingStopped
+)
+
+
+class Telemetry:
+    """Binds the unit id and boot id; every method returns a builder `seq -> message`."""
+
+    def __init__(self, unit_id: str, boot_id: Callable[[], str]) -> None:
+        self.unit_id = unit_id
+        self._boot_id = boot_id
+
+    def _env(self, seq: int) -> dict[str, Any]:
+        return {"unit_id": self.unit_id, "seq": seq, "sent_at": utcnow(), "boot_id": self._boot_id()}
+
+    def event(self, body: EventBody, at: datetime | None = None) -> Callable[[int], Envelope]:
+        return lambda seq: Event(**self._env(seq), at=at or utcnow(), event=body)
+
+    def heartbeat(self, **fields: Any) -> Callable[[int], Envelope]:
+        return lambda seq: Heartbeat(**self._env(seq), **fields)
+
+    def power(self, snapshot: dict[str, Any]) -> Callable[[int], Envelope]:
+        return lambda seq: PowerStatus(**self._env(seq), **snapshot)
+
+    def ack(
+        self, command_id: str, status: Any, reason: str, result: dict[str, Any]
+    ) -> Callable[[int], Envelope]:
+        return lambda seq: CommandAck(
+            **self._env(seq), command_id=command_id, status=status, reason=reason[:2000],
+            result=result,
+        )  # fmt: skip
+
+    @staticmethod
+    def storage(total: int, free: int, footage: int, held: int, segments: int,
+                oldest: datetime | None) -> StorageStatus:  # fmt: skip
+        return StorageStatus(
+            total_bytes=total, free_bytes=free, footage_bytes=footage, held_bytes=held,
+            segments=segments, oldest_segment_at=oldest,
+        )  # fmt: skip

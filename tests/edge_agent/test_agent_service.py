@@ -1,0 +1,177 @@
+"""The real agent process against a real TLS broker: gate, recording, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protocol.messages import Event, Heartbeat, Message, UnitState, decode, encode
+from protocol.segment_format import inspect_segment
+from protocol.topics import Channel
+from provisioning import Fleet
+from tests.harness.agent import AgentProcess, authorization, revocation
+from tests.harness.broker import MosquittoBroker
+from tests.harness.fleet import mqtt_client
+
+pytestmark = pytest.mark.slow
+
+
+class Watcher:
+    """The control room's view: every message from the fleet, decoded."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[float, Message]] = []
+        self.client: Any = None
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [m for _, m in self.messages if isinstance(m, kind)]
+
+    def events(self, type_: str) -> list[Event]:
+        return [m for m in self.of(Event) if m.event.type == type_]
+
+    async def wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> float:
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if predicate():
+                return time.monotonic() - start
+            await asyncio.sleep(0.05)
+        kinds = [(type(m).__name__, getattr(getattr(m, "event", None), "type", "")) for _, m in
+                 self.messages[-15:]]  # fmt: skip
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {kinds}")
+
+
+@contextlib.asynccontextmanager
+async def watch(broker: MosquittoBroker) -> AsyncIterator[Watcher]:
+    watcher = Watcher()
+    async with mqtt_client(broker, "controller") as client:
+        watcher.client = client
+        await client.subscribe(broker.fleet.topics.fleet_filter(), qos=1)
+
+        async def pump() -> None:
+            async for message in client.messages:
+                with contextlib.suppress(Exception):
+                    watcher.messages.append((time.monotonic(), decode(message.payload)))
+
+        task = asyncio.create_task(pump(), name="watcher")
+        try:
+            yield watcher
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def publish_authz(watcher: Watcher, fleet: Fleet, unit: str, message: Any) -> None:
+    await watcher.client.publish(fleet.topics.unit(unit, Channel.AUTHZ), encode(message),
+                                 qos=1, retain=True)  # fmt: skip
+
+
+@pytest.fixture
+def agent_factory(tmp_path: Path) -> Any:
+    made: list[AgentProcess] = []
+
+    def make(fleet: Fleet, unit: str, broker: MosquittoBroker, **kw: Any) -> AgentProcess:
+        agent = AgentProcess(fleet, unit, broker, tmp_path, **kw)
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        agent.kill()
+
+
+async def test_no_authorization_no_footage_and_the_heartbeat_says_why(
+    fresh_fleet: Any, make_broker: Any, agent_factory: Any
+) -> None:
+    fleet = fresh_fleet(units=("cam-01",))
+    broker = make_broker(fleet)
+    agent = agent_factory(fleet, "cam-01", broker)
+    async with watch(broker) as w:
+        agent.start()
+        await w.wait(lambda: len(w.of(Heartbeat)) >= 4, 30, "four heartbeats")
+        beats = w.of(Heartbeat)
+        assert not any(b.recording for b in beats)
+        assert all(not b.gate_open for b in beats)
+        assert "no deployment authorization" in beats[-1].recording_reason
+        assert "no deployment authorization" in beats[-1].gate_reason
+        assert agent.segments("*") == []
+        assert agent.terminate() == 0
+
+
+async def test_approval_records_within_5s_revocation_stops_within_5s_and_sigterm_is_clean(
+    fresh_fleet: Any, make_broker: Any, agent_factory: Any
+) -> None:
+    fleet = fresh_fleet(units=("cam-01",))
+    broker = make_broker(fleet)
+    agent = agent_factory(fleet, "cam-01", broker)
+    async with watch(broker) as w:
+        agent.start()
+        await w.wait(lambda: w.of(Heartbeat), 30, "the first heartbeat")
+        sent = time.monotonic()
+        await publish_authz(w, fleet, "cam-01", authorization(fleet, "cam-01"))
+        await w.wait(lambda: w.events("recording_started"), 5, "recording to start")
+        started = w.events("recording_started")[0]
+        assert started.event.deployment_id == "dep-auth-1"  # type: ignore[union-attr]
+        await w.wait(lambda: any(b.recording for b in w.of(Heartbeat)), 5, "a recording beat")
+        print(f"approval -> recording_started: {time.monotonic() - sent:.2f} s")
+        await asyncio.sleep(6)  # at least one 5 s segment
+        sent = time.monotonic()
+        await publish_authz(w, fleet, "cam-01", revocation(fleet, "cam-01"))
+        await w.wait(lambda: w.events("recording_stopped"), 5, "recording to stop")
+        print(f"revocation -> recording_stopped: {time.monotonic() - sent:.2f} s")
+        assert agent.segments("*.part") == []
+        sealed = agent.segments()
+        assert sealed, "a segment was recorded"
+        # Record again, then stop the agent in the middle of a segment.
+        await publish_authz(w, fleet, "cam-01", authorization(fleet, "cam-01", ident="auth-2"))
+        n = len(w.events("recording_started"))
+        await w.wait(lambda: len(w.events("recording_started")) > n, 5, "recording again")
+        await asyncio.sleep(2.5)
+        assert await asyncio.to_thread(agent.terminate) == 0
+        await w.wait(lambda: any(not s.online and s.reason == "shutdown"
+                                 for s in w.of(UnitState)), 5, "offline state")  # fmt: skip
+    assert agent.segments("*.part") == []
+    for path in agent.segments():
+        with path.open("rb") as f:
+            info = inspect_segment(f)
+        assert info.trailer is not None and not info.trailer.truncated, path.name
+    assert len(agent.segments()) > len(sealed)
+
+
+async def test_authorization_end_passes_while_the_broker_is_down(
+    fresh_fleet: Any, make_broker: Any, agent_factory: Any
+) -> None:
+    fleet = fresh_fleet(units=("cam-01",))
+    broker = make_broker(fleet)
+    agent = agent_factory(fleet, "cam-01", broker)
+    async with watch(broker) as w:
+        agent.start()
+        await w.wait(lambda: w.of(Heartbeat), 30, "the first heartbeat")
+        await publish_authz(
+            w, fleet, "cam-01", authorization(fleet, "cam-01", valid_for=timedelta(seconds=12))
+        )
+        await w.wait(lambda: w.events("recording_started"), 5, "recording to start")
+    ends_at = time.monotonic() + 11
+    await broker.stop_async()
+    try:
+        # No message can reach the unit: it must stop by its own clock.
+        count = lambda: len(agent.segments("*"))  # noqa: E731
+        await asyncio.sleep(max(0.0, ends_at - time.monotonic()) + 3)
+        after_end = count()
+        await asyncio.sleep(4)
+        assert count() == after_end, "no new segment after the authorization ended"
+        assert agent.segments("*.part") == []
+    finally:
+        await broker.start_async()
+    async with watch(broker) as w:
+        await w.wait(lambda: w.events("recording_stopped"), 30, "the queued stop event")
+        stopped = w.events("recording_stopped")[0]
+        assert "ended" in stopped.event.reason  # type: ignore[union-attr]
+    assert agent.terminate() == 0

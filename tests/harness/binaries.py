@@ -1,0 +1,22 @@
+"""Skip a test for a missing system binary locally, but FAIL it in CI (env var CI set):
+a CI run must never pass by skipping what it was meant to test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+__all__ = ["require_binary"]
+
+
+def require_binary(name: str) -> str:
+    """Return the binary's full path; skip (locally) or fail (CI) when it is missing."""
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    message = f"required binary {name!r} is not installed (see Makefile: system-packages)"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
