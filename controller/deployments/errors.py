@@ -1,0 +1,83 @@
+"""Errors of the deployment workflow, under the controller's root.
+
+ControllerError
+└── DeploymentError
+    ├── UnknownLocation          no such location (404)
+    ├── UnknownDeployment        no such deployment (404)
+    ├── LocationInUse            a location with live deployments cannot be retired (409)
+    ├── InvalidDeployment        a request that breaks the policy (dates, retention) (422)
+    ├── DeploymentRefused        a step the workflow does not allow now; the message is
+    │                            the sentence shown to the user (409)
+    │   └── ApprovalBlocked      approval needs something first (prior consultation)
+    └── NotPermitted             the caller's role or part in the request forbids it (403)
+"""
+
+from __future__ import annotations
+
+from controller.errors import ControllerError
+
+__all__ = [
+    "ApprovalBlocked",
+    "DeploymentError",
+    "DeploymentRefused",
+    "InvalidDeployment",
+    "LocationInUse",
+    "NotPermitted",
+    "UnknownDeployment",
+    "UnknownLocation",
+]
+
+
+class DeploymentError(ControllerError):
+    """Root of the deployment workflow's errors."""
+
+
+class UnknownLocation(DeploymentError):
+    def __init__(self, location_id: int) -> None:
+        super().__init__(f"no location #{location_id}")
+        self.location_id = location_id
+
+
+class UnknownDeployment(DeploymentError):
+    def __init__(self, deployment_id: str) -> None:
+        super().__init__(f"no deployment {deployment_id!r}")
+        self.deployment_id = deployment_id
+
+
+class LocationInUse(DeploymentError):
+    def __init__(self, location_id: int, deployments: list[str]) -> None:
+        super().__init__(
+            f"location #{location_id} has live deployments ({', '.join(deployments)}): "
+            "end them first"
+        )
+        self.location_id = location_id
+        self.deployments = deployments
+
+
+class InvalidDeployment(DeploymentError):
+    """A request the policy does not allow (the message says which rule)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DeploymentRefused(DeploymentError):
+    def __init__(self, deployment_id: str, status: str, action: str, reason: str) -> None:
+        super().__init__(f"deployment {deployment_id} ({status}) cannot be {action}: {reason}")
+        self.deployment_id = deployment_id
+        self.status = status
+        self.action = action
+        self.reason = reason
+
+
+class ApprovalBlocked(DeploymentRefused):
+    """Approval waits for something that must be recorded first."""
+
+
+class NotPermitted(DeploymentError):
+    def __init__(self, username: str, action: str, reason: str) -> None:
+        super().__init__(f"{username} may not {action}: {reason}")
+        self.username = username
+        self.action = action
+        self.reason = reason
