@@ -480,7 +480,9 @@ class Agent:
     # -- commands ------------------------------------------------------------------------
 
     async def _on_command(self, message: Command) -> None:
-        await self.commands.handle(message)
+        # Handlers run on the link's receive task: a self-test takes seconds, so the
+        # command runs on its own and the link keeps receiving.
+        self._spawn(self.commands.handle(message))
 
     async def _send_ack(self, command_id: str, status: Any, reason: str,
                         result: dict[str, Any]) -> None:  # fmt: skip
