@@ -175,3 +175,44 @@ async def test_authorization_end_passes_while_the_broker_is_down(
         stopped = w.events("recording_stopped")[0]
         assert "ended" in stopped.event.reason  # type: ignore[union-attr]
     assert agent.terminate() == 0
+
+
+async def test_low_battery_seals_and_stops_then_mains_resumes(
+    fresh_fleet: Any, make_broker: Any, agent_factory: Any, tmp_path: Path
+) -> None:
+    from tests.harness.nut import NutServer, nut_binaries
+
+    nut_binaries()
+    fleet = fresh_fleet(units=("cam-01",))
+    broker = make_broker(fleet)
+    with NutServer(tmp_path / "ups") as nut:
+        agent = agent_factory(fleet, "cam-01", broker, power={
+            "source": "nut", "nut_host": nut.host, "nut_port": nut.port, "nut_ups": nut.ups_name,
+            "nut_username": nut.username, "nut_password": nut.password, "poll_s": 0.5})  # fmt: skip
+        async with watch(broker) as w:
+            agent.start()
+            await w.wait(lambda: w.of(Heartbeat), 30, "the first heartbeat")
+            await publish_authz(w, fleet, "cam-01", authorization(fleet, "cam-01"))
+            await w.wait(lambda: w.events("recording_started"), 5, "recording to start")
+            await asyncio.sleep(2)
+            await asyncio.to_thread(nut.set_state, ups_status="OB DISCHRG", battery_charge=60)
+            await w.wait(lambda: [e for e in w.events("fault_raised")
+                                  if e.event.code == "mains_failure"], 10, "mains failure")  # type: ignore[union-attr]  # fmt: skip
+            assert not w.events("recording_stopped"), "mains failure alone keeps recording"
+            await asyncio.to_thread(nut.set_state, ups_status="OB LB", battery_charge=8)
+            await w.wait(lambda: w.events("recording_stopped"), 10, "recording to stop")
+            stop = w.events("recording_stopped")[0].event
+            assert "battery" in stop.reason  # type: ignore[union-attr]
+            assert [e for e in w.events("fault_raised") if e.event.code == "battery_low"]  # type: ignore[union-attr]
+            await asyncio.sleep(1)
+            assert agent.segments("*.part") == [], "the open segment was sealed"
+            sealed = len(agent.segments())
+            assert sealed >= 1
+            await asyncio.sleep(3)
+            assert len(agent.segments("*")) == sealed, "nothing recorded on low battery"
+            await asyncio.to_thread(nut.set_state, ups_status="OL CHRG", battery_charge=30)
+            n = len(w.events("recording_started"))
+            await w.wait(lambda: len(w.events("recording_started")) > n, 10, "recording resumes")
+            power = w.of(__import__("protocol.messages").messages.PowerStatus)
+            assert any(p.low_battery for p in power) and not power[-1].on_battery
+            assert agent.terminate() == 0
