@@ -55,8 +55,10 @@ from protocol.messages import (
     FaultCleared,
     FaultRaised,
     GateChanged,
+    RecordingIndex,
     RecordingStarted,
     RecordingStopped,
+    SegmentSummary,
     ReleaseHold,
     RequestExport,
     Revocation,
@@ -322,7 +324,21 @@ class Agent:
         self._spawn(self._raise_fault(code, detail, check="storage"))
 
     def _segment_sealed(self, summary: Any, chain_hash: str) -> None:
-        pass  # the index publisher sends summaries in batches
+        self._spawn(self._report_segment(summary, chain_hash))
+
+    async def _report_segment(self, summary: Any, chain_hash: str) -> None:
+        """Sign a checkpoint of the index's head and tell the controller what was sealed:
+        a segment removed, reordered or altered on the unit later is then detectable."""
+        checkpoint = await asyncio.to_thread(self.index.checkpoint)
+        entry = SegmentSummary(
+            segment_id=summary.segment_id, started_at=summary.started_at,
+            ended_at=summary.ended_at, size=summary.file_bytes, sha256=summary.file_sha256,
+            chain_hash=chain_hash, truncated=summary.truncated,
+        )  # fmt: skip
+        await self._publish(lambda seq: RecordingIndex(
+            unit_id=self.unit_id, seq=seq, sent_at=utcnow(), boot_id=self.link.boot_id,
+            segments=[entry], checkpoint_signature=checkpoint.signature,
+        ))  # fmt: skip
 
     def _newest_segment_end(self) -> datetime | None:
         entries = self.index.entries(start=self._clock() - timedelta(hours=2),

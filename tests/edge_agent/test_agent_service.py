@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
-from protocol.messages import Event, Heartbeat, Message, UnitState, decode, encode
+from protocol.messages import (
+    Event,
+    Heartbeat,
+    Message,
+    RecordingIndex,
+    UnitState,
+    decode,
+    encode,
+)
 from protocol.segment_format import inspect_segment
 from protocol.topics import Channel
 from provisioning import Fleet
@@ -216,3 +224,54 @@ async def test_low_battery_seals_and_stops_then_mains_resumes(
             power = w.of(__import__("protocol.messages").messages.PowerStatus)
             assert any(p.low_battery for p in power) and not power[-1].on_battery
             assert agent.terminate() == 0
+
+
+async def test_authorized_masks_are_black_in_the_decrypted_footage(
+    fresh_fleet: Any, make_broker: Any, agent_factory: Any, tmp_path: Path
+) -> None:
+    import av
+    import numpy as np
+
+    from controller.evidence.decrypt import decrypt_segments
+    from edge_agent.recorder.index import SegmentIndex
+    from tests.harness.fleet import FLEET_PASSPHRASE
+
+    fleet = fresh_fleet(units=("cam-01",))
+    broker = make_broker(fleet)
+    agent = agent_factory(fleet, "cam-01", broker)
+    mask = [(0.0, 0.0), (0.4, 0.0), (0.4, 0.5), (0.0, 0.5)]  # top-left: gardens in view
+    async with watch(broker) as w:
+        agent.start()
+        await w.wait(lambda: w.of(Heartbeat), 30, "the first heartbeat")
+        await publish_authz(w, fleet, "cam-01", authorization(fleet, "cam-01", masks=[mask]))
+        await w.wait(lambda: w.events("recording_started"), 5, "recording to start")
+        await asyncio.sleep(7)
+        assert await asyncio.to_thread(agent.terminate) == 0
+        assert w.of(RecordingIndex), "sealed segments are reported to the controller"
+    files = agent.segments()
+    assert files
+    from protocol.signing import load_private_key
+
+    key = load_private_key((agent.dir / "unit-signing.key").read_bytes())
+    index = SegmentIndex(agent.data_dir / "index.sqlite", unit_id="cam-01", signing_key=key)
+    manifest = index.export_manifest()
+    index.close()
+    report = decrypt_segments(
+        files, manifest=manifest, unit_key=fleet.unit_signing_public_key("cam-01"),
+        evidence_key=fleet.evidence_private_key(FLEET_PASSPHRASE), out_dir=tmp_path / "out",
+    )  # fmt: skip
+    assert not report.tampering, report
+    outputs = [tmp_path / "out" / r.output for r in report.results if r.output]
+    assert outputs
+    frames = 0
+    for out in outputs:
+        with av.open(str(out)) as container:
+            for frame in container.decode(video=0):
+                img = frame.to_ndarray(format="gray")
+                h, wd = img.shape
+                inside = img[: int(h * 0.5) - 8, : int(wd * 0.4) - 8]
+                outside = img[int(h * 0.5) + 8 :, int(wd * 0.4) + 8 :]
+                assert inside.max() <= 24, "masked region is black"
+                assert float(np.mean(outside)) > 60, "the rest of the view is not"
+                frames += 1
+    assert frames > 50
