@@ -1,0 +1,1 @@
+"""Server-rendered HTML pages of the control room (see `controller.pages.routes`)."""

@@ -1,0 +1,132 @@
+"""The pages of account and oversight: KPIs over a period, the audit log with the state of
+its hash chain, and the list of users."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+
+from controller import audit
+from controller.api.accounts import Accounts
+from controller.api.auth import Role, User, contractor_scope, require_role
+from controller.pages.kpis import kpi_report
+from controller.pages.render import PageRoute, page
+from controller.store.audit import AuditEntry
+
+__all__ = ["router"]
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+KpiUser = Annotated[User, Depends(require_role(Role.MANAGER, Role.AUDITOR))]
+AuditUser = Annotated[User, Depends(require_role(Role.MANAGER, Role.AUDITOR))]
+ManagerUser = Annotated[User, Depends(require_role(Role.MANAGER))]
+AUDIT_PAGE = 100
+DEFAULT_PERIOD_DAYS = 30
+
+
+def _period(start: date | None, end: date | None, today: date) -> tuple[date, date]:
+    """The inclusive days of the report: default the last 30 days up to today."""
+    last = end or today
+    first = start or last - timedelta(days=DEFAULT_PERIOD_DAYS - 1)
+    return first, last
+
+
+@router.get("/kpis", response_class=HTMLResponse)
+async def kpis(
+    request: Request,
+    user: KpiUser,
+    start: Annotated[date | None, Query(alias="from")] = None,
+    end: Annotated[date | None, Query(alias="to")] = None,
+) -> HTMLResponse:
+    now = datetime.now(UTC)
+    first, last = _period(start, end, now.date())
+    if last < first:
+        return page(
+            request,
+            "kpis.html",
+            user,
+            title="KPIs",
+            section="kpis",
+            status_code=422,
+            error="The period must end on or after the day it starts.",
+            first=first,
+            last=last,
+            report=None,
+        )
+    begin = datetime.combine(first, time(), UTC)
+    finish = min(datetime.combine(last + timedelta(days=1), time(), UTC), now)
+    if finish <= begin:
+        finish = begin + timedelta(seconds=1)
+    async with request.app.state.db.session() as session:
+        report = await kpi_report(session, begin, finish, contractor=contractor_scope(user))
+    return page(
+        request,
+        "kpis.html",
+        user,
+        title="KPIs",
+        section="kpis",
+        first=first,
+        last=last,
+        report=report,
+        error=None,
+    )
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit_log(
+    request: Request,
+    user: AuditUser,
+    before: Annotated[int | None, Query(ge=1)] = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    action: Annotated[str | None, Query(max_length=100)] = None,
+) -> HTMLResponse:
+    db = request.app.state.db
+    check = await audit.verify(db)
+    query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(AUDIT_PAGE)
+    if before is not None:
+        query = query.where(AuditEntry.seq < before)
+    if actor:
+        query = query.where(AuditEntry.actor == actor)
+    if action:
+        query = query.where(AuditEntry.action == action)
+    async with db.session() as session:
+        rows = list((await session.execute(query)).scalars())
+    entries = [(row, _details(row.details_json)) for row in rows]
+    older = rows[-1].seq if len(rows) == AUDIT_PAGE and rows[-1].seq > 1 else None
+    return page(
+        request,
+        "audit.html",
+        user,
+        title="Audit log",
+        section="audit",
+        check=check,
+        entries=entries,
+        older=older,
+        actor=actor or "",
+        action=action or "",
+    )
+
+
+def _details(text: str) -> list[tuple[str, str]]:
+    try:
+        value: Any = json.loads(text)
+    except ValueError:
+        return [("unreadable", text[:200])]
+    if not isinstance(value, dict):
+        return [("value", str(value))]
+    return [
+        (str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True)[:300])
+        for k, v in value.items()
+    ]
+
+
+@router.get("/users", response_class=HTMLResponse)
+async def users(request: Request, user: ManagerUser) -> HTMLResponse:
+    accounts: Accounts = request.app.state.accounts
+    rows = await accounts.users()
+    return page(request, "users.html", user, title="Users", section="users", rows=rows)
