@@ -1,0 +1,232 @@
+"""JSON routes for the fleet: overview, unit detail, remote self-test, recording index.
+
+A contractor sees only the units on their contract (any other unit reads as unknown),
+and of those only maintenance data: health, faults, callouts, power and self-tests;
+never footage, snapshots, deployment or PIA content. Who may call what is
+`controller.api.auth.ROLE_MATRIX`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from controller import audit, commands
+from controller.api.auth import User, allow, contractor_scope
+from controller.callouts import CalloutService, CalloutView
+from controller.errors import LinkError, UnknownUnitError
+from controller.fleet import FleetOverview, UnitSummary, fleet_overview, unit_detail
+from controller.store.fleet import PowerReading, SelfTestRecord, Unit
+
+__all__ = ["CONTRACTOR_STATUS_FIELDS", "router", "unit_in_scope"]
+
+router = APIRouter(prefix="/api", tags=["fleet"])
+
+#: The live-status fields a contractor sees: maintenance facts only (a field added to the
+#: status later stays hidden from contractors until it is listed here).
+CONTRACTOR_STATUS_FIELDS = frozenset(
+    {
+        "online", "online_reason", "online_changed_at", "last_seen_at", "heartbeat_at",
+        "agent_version", "recording", "storage_total_bytes", "storage_free_bytes",
+        "outbox_depth", "temperature_c", "clock_offset_s", "reported_faults", "power_source",
+        "on_battery", "low_battery", "charge_pct", "power_at", "last_selftest_at",
+        "last_selftest_verdict", "last_selftest_id", "last_pass_at",
+    }
+)  # fmt: skip
+HISTORY_DEFAULT = 20
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SelfTestOut(_Model):
+    report_id: str
+    trigger: str
+    command_id: str | None
+    started_at: datetime
+    finished_at: datetime
+    verdict: str
+    checks: list[dict[str, Any]] = Field(description="Each check: value, threshold, verdict")
+
+
+class PowerOut(_Model):
+    at: datetime
+    source: str
+    on_battery: bool
+    facts: dict[str, Any]
+
+
+class UnitView(_Model):
+    """One unit. For a contractor, `status` holds maintenance fields only and the
+    inventory and sequence-gap sections are left out."""
+
+    summary: UnitSummary
+    status: dict[str, Any]
+    faults: list[dict[str, Any]]
+    callouts: list[CalloutView]
+    selftests: list[SelfTestOut]
+    power: list[PowerOut]
+    inventory: dict[str, Any] | None = None
+    gaps: list[dict[str, Any]] | None = None
+
+
+class CommandSent(_Model):
+    unit_id: str
+    command_id: str
+    action: str
+    expires_at: datetime
+    detail: str
+
+
+class FootageIndex(_Model):
+    unit_id: str
+    segments: list[dict[str, Any]]
+    detail: str
+
+
+async def unit_in_scope(session: AsyncSession, unit_id: str, user: User) -> Unit:
+    """The unit, if it exists and `user` may see it; else UnknownUnitError (404), so a
+    contractor cannot even learn that another contractor's unit exists."""
+    unit = await session.get(Unit, unit_id)
+    scope = contractor_scope(user)
+    if unit is None or (scope is not None and unit.contractor != scope):
+        raise UnknownUnitError(unit_id)
+    return unit
+
+
+@router.get("/units", response_model=FleetOverview, summary="Fleet overview with roll-ups")
+async def get_units(
+    request: Request, user: Annotated[User, Depends(allow("GET /api/units"))]
+) -> FleetOverview:
+    async with request.app.state.db.session() as session:
+        return await fleet_overview(session, contractor=contractor_scope(user))
+
+
+@router.get("/units/{unit_id}", response_model=UnitView, summary="One unit in detail")
+async def get_unit(
+    unit_id: str,
+    request: Request,
+    user: Annotated[User, Depends(allow("GET /api/units/{unit_id}"))],
+    history: Annotated[
+        int, Query(ge=1, le=500, description="Self-test, power and callout rows at most")
+    ] = HISTORY_DEFAULT,
+) -> UnitView:
+    scope = contractor_scope(user)
+    async with request.app.state.db.session() as session:
+        await unit_in_scope(session, unit_id, user)
+        detail = await unit_detail(session, unit_id)
+        callouts = await CalloutService(request.app.state.settings).list(
+            session, unit_id=unit_id, contractor=scope, limit=history
+        )
+        selftests = (
+            await session.execute(
+                select(SelfTestRecord)
+                .where(SelfTestRecord.unit_id == unit_id)
+                .order_by(SelfTestRecord.finished_at.desc())
+                .limit(history)
+            )
+        ).scalars()
+        power = (
+            await session.execute(
+                select(PowerReading)
+                .where(PowerReading.unit_id == unit_id)
+                .order_by(PowerReading.at.desc(), PowerReading.id.desc())
+                .limit(history)
+            )
+        ).scalars()
+        view = UnitView(
+            summary=detail.summary,
+            status=detail.status,
+            faults=detail.faults,
+            callouts=callouts,
+            selftests=[
+                SelfTestOut(
+                    report_id=r.report_id,
+                    trigger=r.trigger,
+                    command_id=r.command_id,
+                    started_at=r.started_at,
+                    finished_at=r.finished_at,
+                    verdict=r.verdict,
+                    checks=r.checks,
+                )
+                for r in selftests
+            ],
+            power=[
+                PowerOut(at=p.at, source=p.source, on_battery=p.on_battery, facts=p.facts)
+                for p in power
+            ],
+        )
+    if scope is not None:
+        status = {k: v for k, v in detail.status.items() if k in CONTRACTOR_STATUS_FIELDS}
+        return view.model_copy(update={"status": status})
+    inventory = {
+        "ups": detail.ups,
+        "serial": detail.serial,
+        "registered_at": detail.registered_at,
+        "retired_at": detail.retired_at,
+    }
+    return view.model_copy(update={"inventory": inventory, "gaps": detail.gaps})
+
+
+@router.post(
+    "/units/{unit_id}/selftest",
+    response_model=CommandSent,
+    status_code=202,
+    summary="Ask the unit to run its self-test now (a signed command)",
+)
+async def post_selftest(
+    unit_id: str,
+    request: Request,
+    user: Annotated[User, Depends(allow("POST /api/units/{unit_id}/selftest"))],
+) -> CommandSent:
+    db = request.app.state.db
+    async with db.session() as session:
+        await unit_in_scope(session, unit_id, user)
+    link = request.app.state.link
+    if link is None:
+        raise LinkError("the controller has no broker connection; try again shortly")
+    # A fresh session: its transaction (and on SQLite the write lock) starts only with
+    # the audit entry, after the publish, not while waiting on the broker.
+    async with db.session() as session:
+        command = await commands.selftest_now(link, session, unit_id, actor=user.username)
+        await session.commit()
+    return CommandSent(
+        unit_id=unit_id,
+        command_id=command.body.command_id,
+        action="selftest_now",
+        expires_at=command.body.expires_at,
+        detail="Self-test requested; its report will appear with the unit's self-tests.",
+    )
+
+
+@router.get(
+    "/units/{unit_id}/footage",
+    response_model=FootageIndex,
+    summary="The unit's recording index (data controllers and managers)",
+)
+async def get_footage(
+    unit_id: str,
+    request: Request,
+    user: Annotated[User, Depends(allow("GET /api/units/{unit_id}/footage"))],
+) -> FootageIndex:
+    async with request.app.state.db.session() as session:
+        await unit_in_scope(session, unit_id, user)
+        await audit.record(
+            session,
+            actor=user.username,
+            action="footage.index_viewed",
+            subject=f"unit:{unit_id}",
+            details={},
+        )
+        await session.commit()
+    return FootageIndex(
+        unit_id=unit_id,
+        segments=[],
+        detail="The controller keeps no recording index yet, so there is nothing to list.",
+    )
