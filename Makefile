@@ -28,7 +28,7 @@ check: setup
 	$(BIN)/mypy
 
 demo: setup
-	$(BIN)/python -m demo
+	$(BIN)/python scripts/demo.py
 
 bench: setup
 	$(BIN)/python bench/recording.py

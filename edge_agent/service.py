@@ -47,6 +47,7 @@ from edge_agent.selftest.suite import LiveSampler, SuiteInputs, build_checks
 from edge_agent.systemd import notify, watchdog_interval
 from edge_agent.telemetry import Telemetry
 from protocol.evidence_keys import EvidencePublicKey
+from protocol.segment_format import inspect_segment
 from protocol.messages import (
     Authorization,
     AuthorizationRefused,
@@ -165,7 +166,11 @@ class Agent:
                 ),
                 on_event=self._power_event, unit_id=cfg.unit_id,
             )  # fmt: skip
-        self.thresholds = SelfTestThresholds().with_overrides(cfg.selftest.thresholds)
+        # A segment must have been sealed within two segment lengths, unless configured.
+        stall = {"recording_max_age_s": 2.0 * cfg.storage.segment_seconds + 30}
+        self.thresholds = SelfTestThresholds().with_overrides(
+            {**stall, **cfg.selftest.thresholds}
+        )
         self.schedule = list(cfg.selftest.schedule)
         self.heartbeat_interval = cfg.link.heartbeat_interval_s
         self.power_interval = cfg.link.power_interval_s
@@ -174,6 +179,7 @@ class Agent:
             build_checks(SuiteInputs(
                 sampler=self.sampler, storage_dir=self.segments_dir,
                 newest_segment_end=self._newest_segment_end,
+                newest_segment_intact=self._newest_segment_intact,
                 recording_expected=lambda: self._want_recording()[0],
                 masks=lambda: self.gate.masks, masked_frames=lambda: getattr(self.recorder, "masked_samples", tuple)(),
                 ups_status=self.power.check_now if self.power else None,
@@ -188,6 +194,7 @@ class Agent:
         self.last_report: SelfTestReport | None = None
         self._stop = asyncio.Event()
         self._recording = False
+        self._recording_since: datetime | None = None
         self._deployment_for_masks: tuple[Any, ...] | None = None
         self._storage_retry_at = 0.0
         self._storage_halt: str | None = None
@@ -296,6 +303,7 @@ class Agent:
                 self._deployment_for_masks = masks_key
             if want and not self._recording:
                 await asyncio.to_thread(self.source.stop)
+                self._recording_since = self._clock()
                 await self.recorder.start()
                 self._recording = self.recorder.status.state is not RecorderState.STOPPED
                 if not self._recording:
@@ -305,6 +313,7 @@ class Agent:
             elif not want and self._recording:
                 await self.recorder.stop(StopReason.REQUESTED)
                 self._recording = False
+                self._recording_since = None
                 self.source.start(None)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -340,10 +349,28 @@ class Agent:
             segments=[entry], checkpoint_signature=checkpoint.signature,
         ))  # fmt: skip
 
-    def _newest_segment_end(self) -> datetime | None:
+    def _newest_segment(self) -> Any:
         entries = self.index.entries(start=self._clock() - timedelta(hours=2),
                                      include_deleted=False)  # fmt: skip
-        return max((e.ended_at for e in entries), default=None)
+        return max(entries, key=lambda e: e.ended_at, default=None)
+
+    def _newest_segment_end(self) -> datetime | None:
+        """When recording last made progress: the newest segment's end, or the moment
+        recording started when its first segment is still open."""
+        newest = self._newest_segment()
+        ends = [t for t in (newest.ended_at if newest else None, self._recording_since) if t]
+        return max(ends, default=None)
+
+    def _newest_segment_intact(self) -> bool:
+        """The newest sealed segment reads back whole and matches its index entry (no key
+        is needed: the check is on the encrypted file)."""
+        newest = self._newest_segment()
+        if newest is None:
+            return True
+        with (self.segments_dir / newest.file_name).open("rb") as f:
+            info = inspect_segment(f, segment_id=newest.segment_id)
+        summary = info.summary()
+        return summary is not None and summary.file_sha256 == newest.sha256
 
     def _spawn(self, coro: Any) -> None:
         loop = asyncio.get_running_loop()

@@ -104,6 +104,7 @@ class SuiteInputs:
     sampler: LiveSampler
     storage_dir: Path
     newest_segment_end: Callable[[], datetime | None]
+    newest_segment_intact: Callable[[], bool] | None
     recording_expected: Callable[[], bool]
     masks: Callable[[], Sequence[Polygon]]
     masked_frames: Callable[[], Sequence[object]]
@@ -156,10 +157,12 @@ def build_checks(inputs: SuiteInputs) -> list[SelfTestCheck]:
             "recording",
             lambda: check_recording(
                 inputs.newest_segment_end(),
+                segment_intact=inputs.newest_segment_intact,
                 recording_expected=inputs.recording_expected(),
                 thresholds=t(),
             ),
             FaultCode.RECORDING_STALLED,
+            blocking=True,
         ),
         SelfTestCheck("storage", lambda: check_storage(inputs.storage_dir, t()),
                       FaultCode.STORAGE_FAILED, blocking=True),  # fmt: skip
