@@ -49,8 +49,14 @@ async def main(seconds: float, selftest_every: float) -> None:
         fleet = make_fleet(work / "fleet", units=("cam-01",))
         broker = MosquittoBroker(fleet, work / "broker")
         broker.start()
-        agent = AgentProcess(fleet, "cam-01", broker, work, link={"heartbeat_interval_s": 30.0},
-                             storage={"segment_seconds": 60})  # fmt: skip
+        agent = AgentProcess(
+            fleet,
+            "cam-01",
+            broker,
+            work,
+            link={"heartbeat_interval_s": 30.0},
+            storage={"segment_seconds": 60},
+        )
         signer = Signer(fleet.controller_signing_key())
         reports = 0
         try:
@@ -60,8 +66,12 @@ async def main(seconds: float, selftest_every: float) -> None:
                 assert agent.proc is not None
                 pid = agent.proc.pid
                 await asyncio.sleep(3)
-                await client.publish(fleet.topics.unit("cam-01", Channel.AUTHZ),
-                                     encode(authorization(fleet, "cam-01")), qos=1, retain=True)  # fmt: skip
+                await client.publish(
+                    fleet.topics.unit("cam-01", Channel.AUTHZ),
+                    encode(authorization(fleet, "cam-01")),
+                    qos=1,
+                    retain=True,
+                )
                 await asyncio.sleep(5)  # warm-up: recording running, baseline learnt
                 start_cpu, start = cpu_seconds(pid), time.monotonic()
                 peak, samples, next_test, n = 0.0, [], start, 0
@@ -77,12 +87,18 @@ async def main(seconds: float, selftest_every: float) -> None:
                     if time.monotonic() >= next_test:
                         n += 1
                         now = datetime.now(UTC)
-                        body = CommandBody(command_id=f"bench-{n}", unit_id="cam-01",
-                                           issued_at=now, expires_at=now + timedelta(minutes=1),
-                                           action=SelfTestNow())  # fmt: skip
-                        await client.publish(fleet.topics.unit("cam-01", Channel.CMD),
-                                             encode(signer.command(body, seq=n, boot_id="bench")),
-                                             qos=1)  # fmt: skip
+                        body = CommandBody(
+                            command_id=f"bench-{n}",
+                            unit_id="cam-01",
+                            issued_at=now,
+                            expires_at=now + timedelta(minutes=1),
+                            action=SelfTestNow(),
+                        )
+                        await client.publish(
+                            fleet.topics.unit("cam-01", Channel.CMD),
+                            encode(signer.command(body, seq=n, boot_id="bench")),
+                            qos=1,
+                        )
                         next_test += selftest_every
                     rss = rss_mb(pid)
                     peak = max(peak, rss)
@@ -92,13 +108,19 @@ async def main(seconds: float, selftest_every: float) -> None:
                 elapsed = time.monotonic() - start
                 counter.cancel()
             segments = len(agent.segments())
-            print(f"agent recording {agent.dir.name}: concourse-720p.avi in real time (25 fps, "
-                  f"1280x720 H.264 remux + encryption)")  # fmt: skip
-            print(f"  measured over      {elapsed:6.1f} s, {n} self-tests requested, "
-                  f"{reports} reports received, {segments} segments sealed")  # fmt: skip
+            print(
+                f"agent recording {agent.dir.name}: concourse-720p.avi in real time (25 fps, "
+                f"1280x720 H.264 remux + encryption)"
+            )
+            print(
+                f"  measured over      {elapsed:6.1f} s, {n} self-tests requested, "
+                f"{reports} reports received, {segments} segments sealed"
+            )
             print(f"  CPU                {100 * used / elapsed:6.2f} % of one core (target < 10)")
-            print(f"  RSS mean / peak    {sum(samples) / len(samples):6.1f} / {peak:.1f} MB "
-                  f"(target < 200)")  # fmt: skip
+            print(
+                f"  RSS mean / peak    {sum(samples) / len(samples):6.1f} / {peak:.1f} MB "
+                f"(target < 200)"
+            )
         finally:
             if agent.proc is not None and agent.proc.poll() is None:
                 agent.terminate()

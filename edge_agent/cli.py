@@ -23,8 +23,12 @@ err = Console(stderr=True)
 
 ConfigOpt = Annotated[
     Path,
-    typer.Option("--config", "-c", help="agent.toml from the unit's enrollment bundle",
-                 envvar="CCTV_AGENT_CONFIG"),  # fmt: skip
+    typer.Option(
+        "--config",
+        "-c",
+        help="agent.toml from the unit's enrollment bundle",
+        envvar="CCTV_AGENT_CONFIG",
+    ),
 ]
 
 

@@ -16,7 +16,7 @@ from protocol.errors import SignatureRefused
 from protocol.messages import Command, CommandBody
 from protocol.signing import Verifier
 
-__all__ = ["AckSender", "ActionHandler", "CommandProcessor", "CommandFailed"]
+__all__ = ["AckSender", "ActionHandler", "CommandFailed", "CommandProcessor"]
 
 log = logging.getLogger(__name__)
 

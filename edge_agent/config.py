@@ -55,7 +55,9 @@ class KeysConfig(Section):
 
 
 class CameraConfig(Section):
-    url: str = Field("synthetic:", description="rtsp://, http(s)://, /dev/videoN, a file, synthetic:")
+    url: str = Field(
+        "synthetic:", description="rtsp://, http(s)://, /dev/videoN, a file, synthetic:"
+    )
     expected_fps: float | None = Field(None, gt=0, description="Frame rate the camera should give")
     name: str = Field("", description="A label for engineers")
 
@@ -125,7 +127,9 @@ class AgentSettings(BaseSettings):
     link: LinkConfig = Field(default_factory=LinkConfig)
     position: PositionConfig = Field(default_factory=PositionConfig)
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Prometheus port")
-    base_dir: Path = Field(Path("."), description="Folder relative paths are read from", exclude=True)
+    base_dir: Path = Field(
+        Path("."), description="Folder relative paths are read from", exclude=True
+    )
 
     @field_validator("unit_id")
     @classmethod

@@ -32,8 +32,8 @@ from edge_agent.commands import CommandFailed, CommandProcessor
 from edge_agent.config import AgentSettings
 from edge_agent.errors import AgentError
 from edge_agent.gate import Gate
-from edge_agent.position import GpsdClient, Position
 from edge_agent.link import LinkSettings, MessageClass, Outbox, UnitLink
+from edge_agent.position import GpsdClient, Position
 from edge_agent.power import NutConfig, PowerEvent, PowerMonitor
 from edge_agent.power import PowerConfig as MonitorConfig
 from edge_agent.recorder.holds import HoldError, HoldStore
@@ -47,7 +47,6 @@ from edge_agent.selftest.suite import LiveSampler, SuiteInputs, build_checks
 from edge_agent.systemd import notify, watchdog_interval
 from edge_agent.telemetry import Telemetry
 from protocol.evidence_keys import EvidencePublicKey
-from protocol.segment_format import inspect_segment
 from protocol.messages import (
     Authorization,
     AuthorizationRefused,
@@ -59,14 +58,15 @@ from protocol.messages import (
     RecordingIndex,
     RecordingStarted,
     RecordingStopped,
-    SegmentSummary,
     ReleaseHold,
     RequestExport,
     Revocation,
+    SegmentSummary,
     SetConfig,
     SetHold,
     utcnow,
 )
+from protocol.segment_format import inspect_segment
 from protocol.signing import Verifier, load_private_key, load_public_key
 from protocol.topics import Topics
 
@@ -100,8 +100,9 @@ class Agent:
         self.segments_dir = data / "segments"
         self.segments_dir.mkdir(exist_ok=True)
         try:
-            controller_key = load_public_key(_read(cfg.keys.controller_public_key_file,
-                                                   "controller public key"))  # fmt: skip
+            controller_key = load_public_key(
+                _read(cfg.keys.controller_public_key_file, "controller public key")
+            )
             signing_key = load_private_key(_read(cfg.keys.signing_key_file, "unit signing key"))
             evidence_key = EvidencePublicKey.from_json(
                 _read(cfg.keys.evidence_public_key_file, "evidence public key")
@@ -110,85 +111,123 @@ class Agent:
             raise AgentError(f"a key in the enrollment bundle is not usable: {exc}") from exc
         assert isinstance(signing_key, Ed25519PrivateKey)
         self.topics = Topics(cfg.broker.topic_root)
-        self.outbox = Outbox.open(data / "outbox.sqlite", topics=self.topics,
-                                  max_rows=cfg.link.outbox_max)  # fmt: skip
+        self.outbox = Outbox.open(
+            data / "outbox.sqlite", topics=self.topics, max_rows=cfg.link.outbox_max
+        )
         b = cfg.broker
         self.link = UnitLink(
             LinkSettings(
-                unit_id=cfg.unit_id, host=b.host, port=b.port, topic_root=b.topic_root,
-                ca_file=b.ca_file, cert_file=b.cert_file, key_file=b.key_file,
-                agent_version=__version__, keepalive_s=b.keepalive_s,
-                backoff_base_s=b.backoff_base_s, backoff_cap_s=b.backoff_cap_s,
+                unit_id=cfg.unit_id,
+                host=b.host,
+                port=b.port,
+                topic_root=b.topic_root,
+                ca_file=b.ca_file,
+                cert_file=b.cert_file,
+                key_file=b.key_file,
+                agent_version=__version__,
+                keepalive_s=b.keepalive_s,
+                backoff_base_s=b.backoff_base_s,
+                backoff_cap_s=b.backoff_cap_s,
             ),
             self.outbox,
-        )  # fmt: skip
+        )
         self.telemetry = Telemetry(cfg.unit_id, lambda: self.link.boot_id)
-        self.index = SegmentIndex(data / "index.sqlite", unit_id=cfg.unit_id,
-                                  signing_key=signing_key)  # fmt: skip
+        self.index = SegmentIndex(
+            data / "index.sqlite", unit_id=cfg.unit_id, signing_key=signing_key
+        )
         self.holds = HoldStore(data / "holds.sqlite")
         self.retention = Retention(
-            index=self.index, holds=self.holds, data_dir=self.segments_dir,
-            policy=RetentionPolicy(max_age=timedelta(days=cfg.storage.retention_days),
-                                   min_free_bytes=cfg.storage.min_free_mb * MiB),
-        )  # fmt: skip
+            index=self.index,
+            holds=self.holds,
+            data_dir=self.segments_dir,
+            policy=RetentionPolicy(
+                max_age=timedelta(days=cfg.storage.retention_days),
+                min_free_bytes=cfg.storage.min_free_mb * MiB,
+            ),
+        )
         self.source = open_source(cfg.camera.url)
         self.recorder = Recorder(
-            source=self.source, index=self.index, evidence_key=evidence_key,
-            config=RecorderConfig(unit_id=cfg.unit_id, data_dir=self.segments_dir,
-                                  segment_seconds=cfg.storage.segment_seconds),
+            source=self.source,
+            index=self.index,
+            evidence_key=evidence_key,
+            config=RecorderConfig(
+                unit_id=cfg.unit_id,
+                data_dir=self.segments_dir,
+                segment_seconds=cfg.storage.segment_seconds,
+            ),
             retention=self.retention,
-            on_started=self._recording_started, on_stopped=self._recording_stopped,
-            on_storage_fault=self._storage_fault, on_segment=self._segment_sealed,
-        )  # fmt: skip
+            on_started=self._recording_started,
+            on_stopped=self._recording_stopped,
+            on_storage_fault=self._storage_fault,
+            on_segment=self._segment_sealed,
+        )
         self.seen = DurableSeenIds(data / "commands.sqlite")
         verifier = Verifier(controller_key, unit_id=cfg.unit_id, seen=self.seen)
         fixed = cfg.position.fixed
         self.gate = Gate(
-            verifier, state_path=data / "gate.json", clock=clock,
+            verifier,
+            state_path=data / "gate.json",
+            clock=clock,
             fixed_position=Position(lat=fixed[0], lon=fixed[1]) if fixed else None,
-        )  # fmt: skip
+        )
         self.commands = CommandProcessor(
-            verifier, send_ack=self._send_ack,
-            actions={"selftest_now": self._cmd_selftest, "set_hold": self._cmd_hold,
-                     "release_hold": self._cmd_release, "set_config": self._cmd_config,
-                     "request_export": self._cmd_export},
-        )  # fmt: skip
+            verifier,
+            send_ack=self._send_ack,
+            actions={
+                "selftest_now": self._cmd_selftest,
+                "set_hold": self._cmd_hold,
+                "release_hold": self._cmd_release,
+                "set_config": self._cmd_config,
+                "request_export": self._cmd_export,
+            },
+        )
         self.power: PowerMonitor | None = None
         p = cfg.power
         if p.source != "none":
             self.power = PowerMonitor.from_config(
                 MonitorConfig(
                     source=p.source,
-                    nut=NutConfig(host=p.nut_host, port=p.nut_port, ups=p.nut_ups,
-                                  username=p.nut_username, password=p.nut_password),
-                    sysfs_root=p.sysfs_root, poll_interval_s=p.poll_s,
+                    nut=NutConfig(
+                        host=p.nut_host,
+                        port=p.nut_port,
+                        ups=p.nut_ups,
+                        username=p.nut_username,
+                        password=p.nut_password,
+                    ),
+                    sysfs_root=p.sysfs_root,
+                    poll_interval_s=p.poll_s,
                     low_charge_pct=p.low_charge_pct,
                 ),
-                on_event=self._power_event, unit_id=cfg.unit_id,
-            )  # fmt: skip
+                on_event=self._power_event,
+                unit_id=cfg.unit_id,
+            )
         # A segment must have been sealed within two segment lengths, unless configured.
         stall = {"recording_max_age_s": 2.0 * cfg.storage.segment_seconds + 30}
-        self.thresholds = SelfTestThresholds().with_overrides(
-            {**stall, **cfg.selftest.thresholds}
-        )
+        self.thresholds = SelfTestThresholds().with_overrides({**stall, **cfg.selftest.thresholds})
         self.schedule = list(cfg.selftest.schedule)
         self.heartbeat_interval = cfg.link.heartbeat_interval_s
         self.power_interval = cfg.link.power_interval_s
         self.sampler = LiveSampler(self.source, data / "baseline.npz")
         self.runner = SelfTestRunner(
-            build_checks(SuiteInputs(
-                sampler=self.sampler, storage_dir=self.segments_dir,
-                newest_segment_end=self._newest_segment_end,
-                newest_segment_intact=self._newest_segment_intact,
-                recording_expected=lambda: self._want_recording()[0],
-                masks=lambda: self.gate.masks, masked_frames=lambda: getattr(self.recorder, "masked_samples", tuple)(),
-                ups_status=self.power.check_now if self.power else None,
-                broker_round_trip=self.link.probe_round_trip,
-                thermal_root=cfg.selftest.thermal_root, ntp_server=cfg.selftest.ntp_server,
-                thresholds=lambda: self.thresholds,
-            )),
-            thresholds=self.thresholds, unit_id=cfg.unit_id,
-        )  # fmt: skip
+            build_checks(
+                SuiteInputs(
+                    sampler=self.sampler,
+                    storage_dir=self.segments_dir,
+                    newest_segment_end=self._newest_segment_end,
+                    newest_segment_intact=self._newest_segment_intact,
+                    recording_expected=lambda: self._want_recording()[0],
+                    masks=lambda: self.gate.masks,
+                    masked_frames=lambda: getattr(self.recorder, "masked_samples", tuple)(),
+                    ups_status=self.power.check_now if self.power else None,
+                    broker_round_trip=self.link.probe_round_trip,
+                    thermal_root=cfg.selftest.thermal_root,
+                    ntp_server=cfg.selftest.ntp_server,
+                    thresholds=lambda: self.thresholds,
+                )
+            ),
+            thresholds=self.thresholds,
+            unit_id=cfg.unit_id,
+        )
         self.faults = FaultTracker()
         self.selftest_lock = asyncio.Lock()
         self.last_report: SelfTestReport | None = None
@@ -213,8 +252,12 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
-        log.info("agent starting unit=%s version=%s camera=%s", self.unit_id, __version__,
-                 self.source.name)  # fmt: skip
+        log.info(
+            "agent starting unit=%s version=%s camera=%s",
+            self.unit_id,
+            __version__,
+            self.source.name,
+        )
         await asyncio.to_thread(self.recorder.recover)
         self.source.start(None)  # picture for self-tests even while not recording
         try:
@@ -284,8 +327,10 @@ class Agent:
             want, _ = self._want_recording()
             now = time.monotonic()
             status = self.recorder.status
-            if self._recording and status.state is RecorderState.STOPPED and status.reason in (
-                StopReason.STORAGE_FULL, StopReason.STORAGE_FAILED
+            if (
+                self._recording
+                and status.state is RecorderState.STOPPED
+                and status.reason in (StopReason.STORAGE_FULL, StopReason.STORAGE_FAILED)
             ):
                 self._recording = False
                 self._storage_halt = f"storage: {status.reason.value.replace('_', ' ')}"
@@ -297,8 +342,11 @@ class Agent:
             if want and masks_key != self._deployment_for_masks:
                 self.recorder.set_masks(self.gate.masks)
                 self.retention.policy = self.retention.policy.model_copy(
-                    update={"max_age": timedelta(
-                        days=self.gate.retention_days or self.cfg.storage.retention_days)}
+                    update={
+                        "max_age": timedelta(
+                            days=self.gate.retention_days or self.cfg.storage.retention_days
+                        )
+                    }
                 )
                 self._deployment_for_masks = masks_key
             if want and not self._recording:
@@ -340,18 +388,29 @@ class Agent:
         a segment removed, reordered or altered on the unit later is then detectable."""
         checkpoint = await asyncio.to_thread(self.index.checkpoint)
         entry = SegmentSummary(
-            segment_id=summary.segment_id, started_at=summary.started_at,
-            ended_at=summary.ended_at, size=summary.file_bytes, sha256=summary.file_sha256,
-            chain_hash=chain_hash, truncated=summary.truncated,
-        )  # fmt: skip
-        await self._publish(lambda seq: RecordingIndex(
-            unit_id=self.unit_id, seq=seq, sent_at=utcnow(), boot_id=self.link.boot_id,
-            segments=[entry], checkpoint_signature=checkpoint.signature,
-        ))  # fmt: skip
+            segment_id=summary.segment_id,
+            started_at=summary.started_at,
+            ended_at=summary.ended_at,
+            size=summary.file_bytes,
+            sha256=summary.file_sha256,
+            chain_hash=chain_hash,
+            truncated=summary.truncated,
+        )
+        await self._publish(
+            lambda seq: RecordingIndex(
+                unit_id=self.unit_id,
+                seq=seq,
+                sent_at=utcnow(),
+                boot_id=self.link.boot_id,
+                segments=[entry],
+                checkpoint_signature=checkpoint.signature,
+            )
+        )
 
     def _newest_segment(self) -> Any:
-        entries = self.index.entries(start=self._clock() - timedelta(hours=2),
-                                     include_deleted=False)  # fmt: skip
+        entries = self.index.entries(
+            start=self._clock() - timedelta(hours=2), include_deleted=False
+        )
         return max(entries, key=lambda e: e.ended_at, default=None)
 
     def _newest_segment_end(self) -> datetime | None:
@@ -387,7 +446,7 @@ class Agent:
                 authorization_id=outcome.ident[:128],
                 reason=outcome.reason.value if outcome.reason else "refused",
                 detail=f"{outcome.kind}: {outcome.detail}"[:2000],
-            )  # fmt: skip
+            )
             await self._publish(self.telemetry.event(body))
         self._wake.set()
 
@@ -404,15 +463,22 @@ class Agent:
             self._wake.set()
 
     async def _positions(self) -> None:
-        client = GpsdClient(host=self.cfg.position.gpsd_host or "127.0.0.1",
-                            port=self.cfg.position.gpsd_port)  # fmt: skip
+        client = GpsdClient(
+            host=self.cfg.position.gpsd_host or "127.0.0.1", port=self.cfg.position.gpsd_port
+        )
         async for fix in client.fixes():
             self.gate.update_position(fix)
 
     # -- faults and self-tests -------------------------------------------------------------
 
-    async def _raise_fault(self, code: Any, detail: str, *, check: str | None = None,
-                           facts: dict[str, Any] | None = None) -> None:  # fmt: skip
+    async def _raise_fault(
+        self,
+        code: Any,
+        detail: str,
+        *,
+        check: str | None = None,
+        facts: dict[str, Any] | None = None,
+    ) -> None:
         log.warning("unit=%s fault=%s raised: %s", self.unit_id, code, detail)
         body = FaultRaised(code=code, check=check, detail=detail[:2000], facts=facts or {})
         await self._publish(self.telemetry.event(body))
@@ -426,9 +492,15 @@ class Agent:
             report = await self.runner.run(trigger)
             self.last_report = report
             report_id = f"{self.unit_id}-{uuid.uuid4().hex[:12]}"
-            await self._publish(lambda seq: report.to_message(
-                unit_id=self.unit_id, seq=seq, boot_id=self.link.boot_id,
-                report_id=report_id, command_id=command_id))  # fmt: skip
+            await self._publish(
+                lambda seq: report.to_message(
+                    unit_id=self.unit_id,
+                    seq=seq,
+                    boot_id=self.link.boot_id,
+                    report_id=report_id,
+                    command_id=command_id,
+                )
+            )
             for change in self.faults.update(report.outcomes):
                 if change.kind == "raised":
                     await self._raise_fault(change.fault, change.detail, check=change.check)
@@ -457,8 +529,9 @@ class Agent:
         await self._publish(self.telemetry.power(snapshot), MessageClass.ESSENTIAL)
         facts = {k: v for k, v in snapshot.items() if isinstance(v, str | int | float | bool)}
         if event.raised:
-            await self._raise_fault(event.fault, event.kind.value.replace("_", " "),
-                                    check="power", facts=facts)  # fmt: skip
+            await self._raise_fault(
+                event.fault, event.kind.value.replace("_", " "), check="power", facts=facts
+            )
         else:
             await self._clear_fault(event.fault, event.kind.value.replace("_", " "))
         self._wake.set()
@@ -475,8 +548,11 @@ class Agent:
         usage = shutil.disk_usage(self.segments_dir)
         live = self.index.entries(include_deleted=False)
         return self.telemetry.storage(
-            usage.total, usage.free, sum(e.size for e in live),
-            sum(e.size for e in live if e.held), len(live),
+            usage.total,
+            usage.free,
+            sum(e.size for e in live),
+            sum(e.size for e in live if e.held),
+            len(live),
             min((e.started_at for e in live), default=None),
         )
 
@@ -485,19 +561,29 @@ class Agent:
         want, why = self._want_recording()
         if want and not recording:
             state = self.recorder.status
-            why = "camera has no signal" if self.source.state is SourceState.LOST else (
-                state.reason.value.replace("_", " ") if state.reason else "starting")
+            why = (
+                "camera has no signal"
+                if self.source.state is SourceState.LOST
+                else (state.reason.value.replace("_", " ") if state.reason else "starting")
+            )
         storage = await asyncio.to_thread(self._storage)
-        await self._publish(self.telemetry.heartbeat(
-            recording=recording, recording_reason="" if recording else why,
-            gate_open=self.gate.is_open, gate_reason=self.gate.reason,
-            deployment_id=self.gate.deployment_id, storage=storage,
-            outbox_depth=self.link.depth(), outbox_dropped=self.link.dropped(),
-            uptime_s=time.monotonic() - self.started,
-            open_faults=sorted(set(self.faults.open_faults.values())),
-            position=(self.gate.position.lat, self.gate.position.lon) if self.gate.position
-            else None,
-        ))  # fmt: skip
+        await self._publish(
+            self.telemetry.heartbeat(
+                recording=recording,
+                recording_reason="" if recording else why,
+                gate_open=self.gate.is_open,
+                gate_reason=self.gate.reason,
+                deployment_id=self.gate.deployment_id,
+                storage=storage,
+                outbox_depth=self.link.depth(),
+                outbox_dropped=self.link.dropped(),
+                uptime_s=time.monotonic() - self.started,
+                open_faults=sorted(set(self.faults.open_faults.values())),
+                position=(self.gate.position.lat, self.gate.position.lon)
+                if self.gate.position
+                else None,
+            )
+        )
 
     async def _heartbeats(self) -> None:
         while True:
@@ -527,8 +613,9 @@ class Agent:
         # command runs on its own and the link keeps receiving.
         self._spawn(self.commands.handle(message))
 
-    async def _send_ack(self, command_id: str, status: Any, reason: str,
-                        result: dict[str, Any]) -> None:  # fmt: skip
+    async def _send_ack(
+        self, command_id: str, status: Any, reason: str, result: dict[str, Any]
+    ) -> None:
         await self._publish(self.telemetry.ack(command_id, status, reason, result))
 
     async def _cmd_selftest(self, body: CommandBody) -> dict[str, Any]:
@@ -539,8 +626,9 @@ class Agent:
         action = body.action
         assert isinstance(action, SetHold)
         try:
-            hold = await asyncio.to_thread(self.holds.place, action.hold_id, action.start,
-                                           action.end, action.reference)  # fmt: skip
+            hold = await asyncio.to_thread(
+                self.holds.place, action.hold_id, action.start, action.end, action.reference
+            )
         except HoldError as exc:
             raise CommandFailed(str(exc)) from exc
         return {"hold_id": hold.hold_id}
@@ -570,7 +658,9 @@ class Agent:
                 next_run(self._clock(), schedule, self.cfg.selftest.timezone)  # validates
                 self.schedule = schedule
             if "link.heartbeat_interval_s" in action.values:
-                self.heartbeat_interval = max(5.0, float(action.values["link.heartbeat_interval_s"]))
+                self.heartbeat_interval = max(
+                    5.0, float(action.values["link.heartbeat_interval_s"])
+                )
             if "link.power_interval_s" in action.values:
                 self.power_interval = max(5.0, float(action.values["link.power_interval_s"]))
         except (TypeError, ValueError, AgentError) as exc:
@@ -586,8 +676,7 @@ class Agent:
         def stage() -> dict[str, Any]:
             out = self.cfg.storage.data_dir / "exports" / action.export_id
             out.mkdir(parents=True, exist_ok=True)
-            entries = self.index.entries(start=action.start, end=action.end,
-                                         include_deleted=False)  # fmt: skip
+            entries = self.index.entries(start=action.start, end=action.end, include_deleted=False)
             for entry in entries:
                 shutil.copy2(self.segments_dir / entry.file_name, out / entry.file_name)
             manifest = self.index.export_manifest([e.segment_id for e in entries])

@@ -25,7 +25,11 @@ from protocol.messages import (
 __all__ = ["Telemetry"]
 
 EventBody = (
-    FaultRaised | FaultCleared | GateChanged | AuthorizationRefused | RecordingStarted
+    FaultRaised
+    | FaultCleared
+    | GateChanged
+    | AuthorizationRefused
+    | RecordingStarted
     | RecordingStopped
 )
 
@@ -38,7 +42,12 @@ class Telemetry:
         self._boot_id = boot_id
 
     def _env(self, seq: int) -> dict[str, Any]:
-        return {"unit_id": self.unit_id, "seq": seq, "sent_at": utcnow(), "boot_id": self._boot_id()}
+        return {
+            "unit_id": self.unit_id,
+            "seq": seq,
+            "sent_at": utcnow(),
+            "boot_id": self._boot_id(),
+        }
 
     def event(self, body: EventBody, at: datetime | None = None) -> Callable[[int], Envelope]:
         return lambda seq: Event(**self._env(seq), at=at or utcnow(), event=body)
@@ -53,14 +62,22 @@ class Telemetry:
         self, command_id: str, status: Any, reason: str, result: dict[str, Any]
     ) -> Callable[[int], Envelope]:
         return lambda seq: CommandAck(
-            **self._env(seq), command_id=command_id, status=status, reason=reason[:2000],
+            **self._env(seq),
+            command_id=command_id,
+            status=status,
+            reason=reason[:2000],
             result=result,
-        )  # fmt: skip
+        )
 
     @staticmethod
-    def storage(total: int, free: int, footage: int, held: int, segments: int,
-                oldest: datetime | None) -> StorageStatus:  # fmt: skip
+    def storage(
+        total: int, free: int, footage: int, held: int, segments: int, oldest: datetime | None
+    ) -> StorageStatus:
         return StorageStatus(
-            total_bytes=total, free_bytes=free, footage_bytes=footage, held_bytes=held,
-            segments=segments, oldest_segment_at=oldest,
-        )  # fmt: skip
+            total_bytes=total,
+            free_bytes=free,
+            footage_bytes=footage,
+            held_bytes=held,
+            segments=segments,
+            oldest_segment_at=oldest,
+        )

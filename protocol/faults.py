@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["FaultCode", "Priority", "FAULT_INFO", "FaultInfo"]
+__all__ = ["FAULT_INFO", "FaultCode", "FaultInfo", "Priority"]
 
 
 class Priority(StrEnum):
@@ -56,7 +56,7 @@ class FaultCode(StrEnum):
 class FaultInfo:
     """What a fault means to the people who fix it."""
 
-    __slots__ = ("priority", "title", "advice", "raised_by")
+    __slots__ = ("advice", "priority", "raised_by", "title")
 
     def __init__(self, priority: Priority, title: str, advice: str, raised_by: str = "unit"):
         self.priority = priority

@@ -105,12 +105,17 @@ class Demo:
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         with (self.logs / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                    env={**os.environ, **(env or {})})  # fmt: skip
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env={**os.environ, **(env or {})},
+            )
         self.procs.append((name, proc))
 
     def stop(self) -> None:
-        for name, proc in reversed(self.procs):
+        for _, proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for name, proc in reversed(self.procs):
@@ -137,18 +142,24 @@ class Demo:
         if (fleet_dir / "fleet.toml").exists():
             return Fleet.open(fleet_dir)
         say("provisioning the fleet (CA, broker, controller, 4 units)")
-        fleet = Fleet.create(fleet_dir, name="Demo Borough Council", evidence_passphrase=PASSPHRASE,
-                             broker_port=self.broker_port)  # fmt: skip
+        fleet = Fleet.create(
+            fleet_dir,
+            name="Demo Borough Council",
+            evidence_passphrase=PASSPHRASE,
+            broker_port=self.broker_port,
+        )
         for unit_id, (site, _, _) in UNITS.items():
-            fleet.add_unit(unit_id, site=site, model="Deployable column camera",
-                           contractor=CONTRACTOR)  # fmt: skip
+            fleet.add_unit(
+                unit_id, site=site, model="Deployable column camera", contractor=CONTRACTOR
+            )
         return fleet
 
     def start_broker(self, fleet: Fleet) -> None:
         import getpass
 
-        files = write_broker_config(fleet, self.work / "broker", port=self.broker_port,
-                                    run_as=getpass.getuser(), force=True)  # fmt: skip
+        files = write_broker_config(
+            fleet, self.work / "broker", port=self.broker_port, run_as=getpass.getuser(), force=True
+        )
         self.spawn("mosquitto", ["mosquitto", "-c", str(files.config)])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -170,50 +181,79 @@ class Demo:
             return self.battery_folder()
         self.nut = NutServer(self.work / "ups")
         self.nut.start()
-        self.nut.set_state(ups_status="OB DISCHRG", battery_charge=64, battery_runtime=2400,
-                           input_voltage=0)  # fmt: skip
+        self.nut.set_state(
+            ups_status="OB DISCHRG", battery_charge=64, battery_runtime=2400, input_voltage=0
+        )
         say(f"UPS simulator (NUT upsd + dummy-ups) on 127.0.0.1:{self.nut.port}: mains failed")
-        return {"source": "nut", "nut_host": self.nut.host, "nut_port": self.nut.port,
-                "nut_ups": self.nut.ups_name, "nut_username": self.nut.username,
-                "nut_password": self.nut.password, "poll_s": 5.0}  # fmt: skip
+        return {
+            "source": "nut",
+            "nut_host": self.nut.host,
+            "nut_port": self.nut.port,
+            "nut_ups": self.nut.ups_name,
+            "nut_username": self.nut.username,
+            "nut_password": self.nut.password,
+            "poll_s": 5.0,
+        }
 
     def battery_folder(self) -> dict[str, Any]:
         root = self.work / "power_supply"
         bat = root / "BAT0"
         bat.mkdir(parents=True, exist_ok=True)
-        for name, value in {"type": "Battery", "status": "Discharging", "capacity": "64",
-                            "capacity_level": "Normal", "present": "1"}.items():  # fmt: skip
+        for name, value in {
+            "type": "Battery",
+            "status": "Discharging",
+            "capacity": "64",
+            "capacity_level": "Normal",
+            "present": "1",
+        }.items():
             (bat / name).write_text(value + "\n")
         return {"source": "sysfs", "sysfs_root": str(root), "poll_s": 5.0}
 
     def start_controller(self, fleet: Fleet) -> Path:
         config = self.work / "controller.toml"
-        write_toml(config, {
-            "database_url": f"sqlite+aiosqlite:///{self.work / 'controller.db'}",
-            "fleet_dir": str(fleet.root), "offline_timeout_s": 60,
-            "http": {"host": "127.0.0.1", "port": self.http_port},
-            "broker": {"host": "127.0.0.1", "port": self.broker_port},
-        })  # fmt: skip
+        write_toml(
+            config,
+            {
+                "database_url": f"sqlite+aiosqlite:///{self.work / 'controller.db'}",
+                "fleet_dir": str(fleet.root),
+                "offline_timeout_s": 60,
+                "http": {"host": "127.0.0.1", "port": self.http_port},
+                "broker": {"host": "127.0.0.1", "port": self.broker_port},
+            },
+        )
         env = {"CCTV_CONTROLLER_CONFIG": str(config)}
         ctl = str(BIN / "cctv-controller")
-        subprocess.run([ctl, "units", "import", "--fleet", str(fleet.root), "--config",
-                        str(config)], check=True, env={**os.environ, **env},
-                       stdout=subprocess.DEVNULL)  # fmt: skip
-        existing = subprocess.run([ctl, "user", "list", "--json", "--config", str(config)],
-                                  capture_output=True, text=True, env={**os.environ, **env})  # fmt: skip
+        subprocess.run(
+            [ctl, "units", "import", "--fleet", str(fleet.root), "--config", str(config)],
+            check=True,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+        )
+        existing = subprocess.run(
+            [ctl, "user", "list", "--json", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+        )
         for login, role, password, contractor in USERS:
             if f'"{login}"' in existing.stdout:
                 continue
             argv = [ctl, "user", "add", login, "--role", role, "--config", str(config)]
             if contractor:
                 argv += ["--contractor", contractor]
-            subprocess.run(argv, check=True, env={**os.environ, **env, "CCTV_USER_PASSWORD": password},
-                           stdout=subprocess.DEVNULL)  # fmt: skip
+            subprocess.run(
+                argv,
+                check=True,
+                env={**os.environ, **env, "CCTV_USER_PASSWORD": password},
+                stdout=subprocess.DEVNULL,
+            )
         self.spawn("controller", [ctl, "serve", "--config", str(config)], env)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=1):
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.http_port}/healthz", timeout=1
+                ):
                     say(f"controller up on http://127.0.0.1:{self.http_port}")
                     return config
             except (urllib.error.URLError, OSError):
@@ -240,8 +280,9 @@ class Demo:
             if unit_id == "cam-04":
                 doc["power"] = power
             write_toml(unit_dir / "agent.toml", doc)
-            self.spawn(unit_id, [str(BIN / "cctv-agent"), "run", "--config",
-                                 str(unit_dir / "agent.toml")])  # fmt: skip
+            self.spawn(
+                unit_id, [str(BIN / "cctv-agent"), "run", "--config", str(unit_dir / "agent.toml")]
+            )
         say("4 camera agents started")
 
     # -- deployments through the API, as the operator and a manager would ----------------
@@ -251,17 +292,23 @@ class Demo:
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
         password = next(p for u, _, p, _ in USERS if u == login)
         base = f"http://127.0.0.1:{self.http_port}"
-        req = urllib.request.Request(f"{base}/api/login", method="POST",
-                                     data=json.dumps({"username": login, "password": password}).encode(),
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        req = urllib.request.Request(
+            f"{base}/api/login",
+            method="POST",
+            data=json.dumps({"username": login, "password": password}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with opener.open(req) as resp:
             csrf = json.loads(resp.read()).get("csrf_token", "")
 
         def call(method: str, path: str, body: Any = None) -> Any:
             data = None if body is None else json.dumps(body).encode()
-            r = urllib.request.Request(f"{base}{path}", method=method, data=data,
-                                       headers={"Content-Type": "application/json",
-                                                "X-CSRF-Token": csrf})  # fmt: skip
+            r = urllib.request.Request(
+                f"{base}{path}",
+                method=method,
+                data=data,
+                headers={"Content-Type": "application/json", "X-CSRF-Token": csrf},
+            )
             with opener.open(r) as resp:
                 return json.loads(resp.read() or b"null")
 
@@ -276,14 +323,29 @@ class Demo:
         now = datetime.now(UTC)
         for unit_id in ("cam-01", "cam-02", "cam-03", "cam-04"):
             name, lat, lon = UNITS[unit_id]
-            site = operator("POST", "/api/locations", {
-                "name": name, "address": f"{name}, Demo Borough", "lat": lat, "lon": lon,
-                "geofence_radius_m": 150, "notes": "Demo location"})  # fmt: skip
-            request = operator("POST", "/api/deployments", {
-                "unit_id": unit_id, "location_id": site["id"],
-                "planned_start": (now - timedelta(minutes=5)).isoformat(),
-                "planned_end": (now + timedelta(days=60)).isoformat(),
-                "pia": demo_pia(name)})  # fmt: skip
+            site = operator(
+                "POST",
+                "/api/locations",
+                {
+                    "name": name,
+                    "address": f"{name}, Demo Borough",
+                    "lat": lat,
+                    "lon": lon,
+                    "geofence_radius_m": 150,
+                    "notes": "Demo location",
+                },
+            )
+            request = operator(
+                "POST",
+                "/api/deployments",
+                {
+                    "unit_id": unit_id,
+                    "location_id": site["id"],
+                    "planned_start": (now - timedelta(minutes=5)).isoformat(),
+                    "planned_end": (now + timedelta(days=60)).isoformat(),
+                    "pia": demo_pia(name),
+                },
+            )
             operator("POST", f"/api/deployments/{request['id']}/submit")
             if unit_id != "cam-02":
                 manager("POST", f"/api/deployments/{request['id']}/approve", {})
@@ -293,40 +355,82 @@ class Demo:
 def demo_pia(site: str) -> dict[str, Any]:
     """A filled-in privacy impact assessment for a demo location."""
     return {
-        "referral": {"source": "council_service", "referrer": "Community Safety Partnership",
-                     "received_on": "2026-09-01"},
+        "referral": {
+            "source": "council_service",
+            "referrer": "Community Safety Partnership",
+            "received_on": "2026-09-01",
+        },
         "evidence_of_need": {
-            "period_start": "2026-03-01", "period_end": "2026-08-31",
-            "items": [{"reference": "CSP-2026-041", "category": "criminal damage", "count": 11},
-                      {"reference": "ASB-2026-977", "category": "ASB: street drinking",
-                       "count": 23}],
+            "period_start": "2026-03-01",
+            "period_end": "2026-08-31",
+            "items": [
+                {"reference": "CSP-2026-041", "category": "criminal damage", "count": 11},
+                {"reference": "ASB-2026-977", "category": "ASB: street drinking", "count": 23},
+            ],
             "summary": f"Criminal damage and anti-social behaviour at {site} over six months.",
         },
         "purpose": f"Prevent and detect crime and anti-social behaviour at {site}.",
         "pressing_need": "34 recorded incidents in six months; traders' and residents' reports.",
         "alternatives_considered": "Extra lighting and wardens tried in spring 2026.",
         "affected": f"People passing through {site}; flats above the shops.",
-        "collateral_intrusion": [{"kind": "home", "masked": True,
-                                  "description": "First-floor flat windows at the top left."}],
-        "masks": [{"label": "flat windows",
-                   "polygon": [[0.0, 0.0], [0.25, 0.0], [0.25, 0.2], [0.0, 0.2]]}],
-        "signage": {"description": "Two A3 signs naming the council's CCTV contact point.",
-                    "erect_by": "2026-11-01", "remove_by": "2027-03-31"},
-        "consultation": [{"party": "Ward councillors and the police neighbourhood team",
-                          "consulted_on": "2026-09-20", "outcome": "Supported."}],
-        "equality": [{"characteristic": c, "impact": "none"} for c in (
-            "age", "disability", "gender_reassignment", "marriage_civil_partnership",
-            "pregnancy_maternity", "race", "religion_belief", "sex", "sexual_orientation")],
-        "risks": [{
-            "title": "Intrusion into homes above the shops",
-            "description": "Flat windows are in the camera's view.",
-            "likelihood": "probable", "severity": "significant",
-            "measures": [{"description": "Privacy mask over the windows",
-                          "effect": "eliminated", "residual_risk": "low"}],
-        }],
-        "dpo_advice": {"dpo_name": "Data Protection Officer", "advised_on": "2026-09-25",
-                       "advice": "Proceed with the mask and signage.", "outcome": "accepted"},
-    }  # fmt: skip
+        "collateral_intrusion": [
+            {
+                "kind": "home",
+                "masked": True,
+                "description": "First-floor flat windows at the top left.",
+            }
+        ],
+        "masks": [
+            {"label": "flat windows", "polygon": [[0.0, 0.0], [0.25, 0.0], [0.25, 0.2], [0.0, 0.2]]}
+        ],
+        "signage": {
+            "description": "Two A3 signs naming the council's CCTV contact point.",
+            "erect_by": "2026-11-01",
+            "remove_by": "2027-03-31",
+        },
+        "consultation": [
+            {
+                "party": "Ward councillors and the police neighbourhood team",
+                "consulted_on": "2026-09-20",
+                "outcome": "Supported.",
+            }
+        ],
+        "equality": [
+            {"characteristic": c, "impact": "none"}
+            for c in (
+                "age",
+                "disability",
+                "gender_reassignment",
+                "marriage_civil_partnership",
+                "pregnancy_maternity",
+                "race",
+                "religion_belief",
+                "sex",
+                "sexual_orientation",
+            )
+        ],
+        "risks": [
+            {
+                "title": "Intrusion into homes above the shops",
+                "description": "Flat windows are in the camera's view.",
+                "likelihood": "probable",
+                "severity": "significant",
+                "measures": [
+                    {
+                        "description": "Privacy mask over the windows",
+                        "effect": "eliminated",
+                        "residual_risk": "low",
+                    }
+                ],
+            }
+        ],
+        "dpo_advice": {
+            "dpo_name": "Data Protection Officer",
+            "advised_on": "2026-09-25",
+            "advice": "Proceed with the mask and signage.",
+            "outcome": "accepted",
+        },
+    }
 
 
 def main() -> None:
@@ -341,8 +445,11 @@ def main() -> None:
     if not CLIP.exists():
         raise SystemExit(f"demo: the sample footage is missing: {CLIP}")
     state = work / "ports.json"
-    ports = json.loads(state.read_text()) if state.exists() else {
-        "broker": free_port(8883), "http": free_port(args.port)}  # fmt: skip
+    ports = (
+        json.loads(state.read_text())
+        if state.exists()
+        else {"broker": free_port(8883), "http": free_port(args.port)}
+    )
     state.write_text(json.dumps(ports))
     demo = Demo(work, ports["http"], ports["broker"])
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
@@ -354,16 +461,21 @@ def main() -> None:
         demo.start_agents(fleet, power)
         time.sleep(3)
         demo.deployments()
-        print(f"""
-  CCTV fleet demo is running: http://127.0.0.1:{ports['http']}/
+        print(
+            f"""
+  CCTV fleet demo is running: http://127.0.0.1:{ports["http"]}/
 
   Sign in as (login / password):
-""" + "\n".join(f"    {role:16} {login} / {password}" for login, role, password, _ in USERS) + f"""
+"""
+            + "\n".join(f"    {role:16} {login} / {password}" for login, role, password, _ in USERS)
+            + f"""
 
   cam-03's picture is black (an injected fault): see its callout on the contractor's board.
   Logs: {demo.logs}    Evidence passphrase: {PASSPHRASE}
   Press Ctrl-C to stop everything.
-""", flush=True)
+""",
+            flush=True,
+        )
         while True:
             demo.check_alive()
             time.sleep(1)

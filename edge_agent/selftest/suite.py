@@ -122,14 +122,18 @@ def _picture(inputs: SuiteInputs) -> list[CheckOutcome]:
     source = sampler.source
     if source.state is not SourceState.LIVE:
         msg = f"camera is {source.state.value}: no picture to check"
-        return [CheckOutcome("camera_signal", "fail", 0.0, None, "fps", msg,
-                             FaultCode.CAMERA_NO_SIGNAL)]  # fmt: skip
+        return [
+            CheckOutcome("camera_signal", "fail", 0.0, None, "fps", msg, FaultCode.CAMERA_NO_SIGNAL)
+        ]
     baseline = sampler.baseline
     window = sampler.sampler.window()
     if baseline is None or len(window.samples) < 3:
         msg = "picture checks wait for the deployment baseline (a few seconds of picture)"
-        return [CheckOutcome("camera_signal", "warn", None, None, "fps", msg,
-                             FaultCode.CAMERA_NO_SIGNAL)]  # fmt: skip
+        return [
+            CheckOutcome(
+                "camera_signal", "warn", None, None, "fps", msg, FaultCode.CAMERA_NO_SIGNAL
+            )
+        ]
     stats = source.stats()
     # The source measures the real frame rate over its recent frames; the check compares
     # it with the baseline's, so synthesise evenly spaced frame times at that rate.
@@ -151,8 +155,9 @@ def _picture(inputs: SuiteInputs) -> list[CheckOutcome]:
 def build_checks(inputs: SuiteInputs) -> list[SelfTestCheck]:
     t = inputs.thresholds
     checks = [
-        SelfTestCheck("picture", lambda: _picture(inputs), FaultCode.CAMERA_NO_SIGNAL,
-                      blocking=True),  # fmt: skip
+        SelfTestCheck(
+            "picture", lambda: _picture(inputs), FaultCode.CAMERA_NO_SIGNAL, blocking=True
+        ),
         SelfTestCheck(
             "recording",
             lambda: check_recording(
@@ -164,14 +169,26 @@ def build_checks(inputs: SuiteInputs) -> list[SelfTestCheck]:
             FaultCode.RECORDING_STALLED,
             blocking=True,
         ),
-        SelfTestCheck("storage", lambda: check_storage(inputs.storage_dir, t()),
-                      FaultCode.STORAGE_FAILED, blocking=True),  # fmt: skip
-        SelfTestCheck("clock", lambda: check_clock(inputs.ntp_server, thresholds=t()),
-                      FaultCode.CLOCK_DRIFT),  # fmt: skip
-        SelfTestCheck("temperature", lambda: check_temperature(inputs.thermal_root, t()),
-                      FaultCode.OVER_TEMPERATURE, blocking=True),  # fmt: skip
-        SelfTestCheck("broker", lambda: check_broker(inputs.broker_round_trip, t()),
-                      FaultCode.BROKER_UNREACHABLE),  # fmt: skip
+        SelfTestCheck(
+            "storage",
+            lambda: check_storage(inputs.storage_dir, t()),
+            FaultCode.STORAGE_FAILED,
+            blocking=True,
+        ),
+        SelfTestCheck(
+            "clock", lambda: check_clock(inputs.ntp_server, thresholds=t()), FaultCode.CLOCK_DRIFT
+        ),
+        SelfTestCheck(
+            "temperature",
+            lambda: check_temperature(inputs.thermal_root, t()),
+            FaultCode.OVER_TEMPERATURE,
+            blocking=True,
+        ),
+        SelfTestCheck(
+            "broker",
+            lambda: check_broker(inputs.broker_round_trip, t()),
+            FaultCode.BROKER_UNREACHABLE,
+        ),
     ]
     if inputs.ups_status is not None:
         status = inputs.ups_status

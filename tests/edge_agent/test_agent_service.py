@@ -55,15 +55,17 @@ class Watcher:
     def events(self, type_: str) -> list[Event]:
         return [m for m in self.of(Event) if m.event.type == type_]
 
-    async def wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> float:
+    async def wait(self, predicate: Callable[[], Any], limit: float, what: str) -> float:
         start = time.monotonic()
-        while time.monotonic() - start < timeout:
+        while time.monotonic() - start < limit:
             if predicate():
                 return time.monotonic() - start
             await asyncio.sleep(0.05)
-        kinds = [(type(m).__name__, getattr(getattr(m, "event", None), "type", "")) for _, m in
-                 self.messages[-15:]]  # fmt: skip
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {kinds}")
+        kinds = [
+            (type(m).__name__, getattr(getattr(m, "event", None), "type", ""))
+            for _, m in self.messages[-15:]
+        ]
+        raise AssertionError(f"timed out after {limit}s waiting for {what}; last: {kinds}")
 
 
 @contextlib.asynccontextmanager
@@ -88,8 +90,9 @@ async def watch(broker: MosquittoBroker) -> AsyncIterator[Watcher]:
 
 
 async def publish_authz(watcher: Watcher, fleet: Fleet, unit: str, message: Any) -> None:
-    await watcher.client.publish(fleet.topics.unit(unit, Channel.AUTHZ), encode(message),
-                                 qos=1, retain=True)  # fmt: skip
+    await watcher.client.publish(
+        fleet.topics.unit(unit, Channel.AUTHZ), encode(message), qos=1, retain=True
+    )
 
 
 @pytest.fixture
@@ -154,8 +157,11 @@ async def test_approval_records_within_5s_revocation_stops_within_5s_and_sigterm
         await w.wait(lambda: len(w.events("recording_started")) > n, 5, "recording again")
         await asyncio.sleep(2.5)
         assert await asyncio.to_thread(agent.terminate) == 0
-        await w.wait(lambda: any(not s.online and s.reason == "shutdown"
-                                 for s in w.of(UnitState)), 5, "offline state")  # fmt: skip
+        await w.wait(
+            lambda: any(not s.online and s.reason == "shutdown" for s in w.of(UnitState)),
+            5,
+            "offline state",
+        )
     assert all_sealed_whole(agent.segments())
     assert len(agent.segments()) > len(sealed)
 
@@ -165,7 +171,7 @@ async def test_authorization_end_passes_while_the_broker_is_down(
 ) -> None:
     fleet = fresh_fleet(units=("cam-01",))
     broker = make_broker(fleet)
-    agent = agent_factory(fleet, "cam-01", broker)
+    agent = agent_factory(fleet, "cam-01", broker, broker={"backoff_cap_s": 2.0})
     async with watch(broker) as w:
         agent.start()
         await w.wait(lambda: w.of(Heartbeat), 30, "the first heartbeat")
@@ -201,9 +207,20 @@ async def test_low_battery_seals_and_stops_then_mains_resumes(
     fleet = fresh_fleet(units=("cam-01",))
     broker = make_broker(fleet)
     with NutServer(tmp_path / "ups") as nut:
-        agent = agent_factory(fleet, "cam-01", broker, power={
-            "source": "nut", "nut_host": nut.host, "nut_port": nut.port, "nut_ups": nut.ups_name,
-            "nut_username": nut.username, "nut_password": nut.password, "poll_s": 0.5})  # fmt: skip
+        agent = agent_factory(
+            fleet,
+            "cam-01",
+            broker,
+            power={
+                "source": "nut",
+                "nut_host": nut.host,
+                "nut_port": nut.port,
+                "nut_ups": nut.ups_name,
+                "nut_username": nut.username,
+                "nut_password": nut.password,
+                "poll_s": 0.5,
+            },
+        )
         async with watch(broker) as w:
             agent.start()
             await w.wait(lambda: w.of(Heartbeat), 30, "the first heartbeat")
@@ -211,8 +228,11 @@ async def test_low_battery_seals_and_stops_then_mains_resumes(
             await w.wait(lambda: w.events("recording_started"), 5, "recording to start")
             await asyncio.sleep(2)
             await asyncio.to_thread(nut.set_state, ups_status="OB DISCHRG", battery_charge=60)
-            await w.wait(lambda: [e for e in w.events("fault_raised")
-                                  if e.event.code == "mains_failure"], 10, "mains failure")  # type: ignore[union-attr]  # fmt: skip
+            await w.wait(
+                lambda: [e for e in w.events("fault_raised") if e.event.code == "mains_failure"],
+                10,
+                "mains failure",
+            )  # type: ignore[union-attr]
             assert not w.events("recording_stopped"), "mains failure alone keeps recording"
             await asyncio.to_thread(nut.set_state, ups_status="OB LB", battery_charge=8)
             await w.wait(lambda: w.events("recording_stopped"), 10, "recording to stop")
@@ -264,9 +284,12 @@ async def test_authorized_masks_are_black_in_the_decrypted_footage(
     manifest = index.export_manifest()
     index.close()
     report = decrypt_segments(
-        files, manifest=manifest, unit_key=fleet.unit_signing_public_key("cam-01"),
-        evidence_key=fleet.evidence_private_key(FLEET_PASSPHRASE), out_dir=tmp_path / "out",
-    )  # fmt: skip
+        files,
+        manifest=manifest,
+        unit_key=fleet.unit_signing_public_key("cam-01"),
+        evidence_key=fleet.evidence_private_key(FLEET_PASSPHRASE),
+        out_dir=tmp_path / "out",
+    )
     assert not report.tampering, report
     outputs = [tmp_path / "out" / r.output for r in report.results if r.output]
     assert outputs

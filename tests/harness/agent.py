@@ -18,7 +18,7 @@ from protocol.messages import AuthorizationBody, GeoFence, RevocationBody
 from protocol.signing import Signer
 from provisioning import Fleet
 
-__all__ = ["AgentProcess", "CLIP", "authorization", "revocation", "write_toml"]
+__all__ = ["CLIP", "AgentProcess", "authorization", "revocation", "write_toml"]
 
 CLIP = Path(__file__).resolve().parents[3] / "shared" / "data" / "concourse-720p.avi"
 if not CLIP.exists():
@@ -47,8 +47,16 @@ def write_toml(path: Path, doc: dict[str, Any]) -> None:
 class AgentProcess:
     """One unit's agent. `overrides` are merged into agent.toml by section."""
 
-    def __init__(self, fleet: Fleet, unit_id: str, broker: Any, workdir: Path,
-                 *, camera: str | None = None, **overrides: dict[str, Any]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        fleet: Fleet,
+        unit_id: str,
+        broker: Any,
+        workdir: Path,
+        *,
+        camera: str | None = None,
+        **overrides: dict[str, Any],
+    ) -> None:
         self.unit_id = unit_id
         self.dir = workdir / unit_id
         if not self.dir.exists():
@@ -74,9 +82,11 @@ class AgentProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(self.config)],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
                 cwd=Path(__file__).resolve().parents[2],
-            )  # fmt: skip
+            )
 
     def terminate(self, timeout: float = 30.0) -> int:
         assert self.proc is not None
@@ -100,27 +110,47 @@ class AgentProcess:
             if predicate():
                 return
             time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}\n--- agent log ---\n{self.log()[-4000:]}")
+        raise AssertionError(
+            f"timed out waiting for {what}\n--- agent log ---\n{self.log()[-4000:]}"
+        )
 
 
-def authorization(fleet: Fleet, unit_id: str, *, ident: str = "auth-1", seq: int = 1,
-                  valid_for: timedelta = timedelta(days=30), masks: Any = (),
-                  geofence: GeoFence | None = None, issued_at: datetime | None = None,
-                  signer_key: Any = None) -> Any:  # fmt: skip
+def authorization(
+    fleet: Fleet,
+    unit_id: str,
+    *,
+    ident: str = "auth-1",
+    seq: int = 1,
+    valid_for: timedelta = timedelta(days=30),
+    masks: Any = (),
+    geofence: GeoFence | None = None,
+    issued_at: datetime | None = None,
+    signer_key: Any = None,
+) -> Any:
     now = issued_at or datetime.now(UTC)
     body = AuthorizationBody(
-        authorization_id=ident, unit_id=unit_id, deployment_id=f"dep-{ident}",
-        location_name="High Street", valid_from=now - timedelta(minutes=1),
-        valid_until=now + valid_for, issued_at=now, masks=[list(m) for m in masks],
+        authorization_id=ident,
+        unit_id=unit_id,
+        deployment_id=f"dep-{ident}",
+        location_name="High Street",
+        valid_from=now - timedelta(minutes=1),
+        valid_until=now + valid_for,
+        issued_at=now,
+        masks=[list(m) for m in masks],
         geofence=geofence,
-    )  # fmt: skip
+    )
     return Signer(signer_key or fleet.controller_signing_key()).authorization(
-        body, seq=seq, boot_id="test-controller")
+        body, seq=seq, boot_id="test-controller"
+    )
 
 
 def revocation(fleet: Fleet, unit_id: str, *, ident: str = "auth-1", seq: int = 2) -> Any:
     body = RevocationBody(
-        revocation_id=f"rev-{ident}", unit_id=unit_id, authorization_id=ident,
-        deployment_id=f"dep-{ident}", issued_at=datetime.now(UTC), reason="test revocation",
-    )  # fmt: skip
+        revocation_id=f"rev-{ident}",
+        unit_id=unit_id,
+        authorization_id=ident,
+        deployment_id=f"dep-{ident}",
+        issued_at=datetime.now(UTC),
+        reason="test revocation",
+    )
     return Signer(fleet.controller_signing_key()).revocation(body, seq=seq, boot_id="test-ctl")

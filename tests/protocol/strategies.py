@@ -59,8 +59,12 @@ event_bodies = st.one_of(
     st.builds(m.FaultCleared, code=faults, detail=texts),
     st.builds(m.GateChanged, open=st.booleans(), reason=texts, deployment_id=st.none() | idents),
     st.builds(m.RecordingStarted, deployment_id=st.none() | idents),
-    st.builds(m.AuthorizationRefused, authorization_id=idents, reason=st.sampled_from(
-        ["bad_signature", "wrong_unit", "revoked"]), detail=texts),
+    st.builds(
+        m.AuthorizationRefused,
+        authorization_id=idents,
+        reason=st.sampled_from(["bad_signature", "wrong_unit", "revoked"]),
+        detail=texts,
+    ),
     st.builds(m.RecordingStopped, reason=texts),
 )
 segments = st.builds(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from datetime import UTC, datetime
@@ -117,10 +118,8 @@ def test_naive_timestamp_is_refused() -> None:
 @settings(max_examples=500)
 @given(st.binary(max_size=2000) | st.text(max_size=500).map(str.encode))
 def test_arbitrary_bytes_raise_only_protocol_errors(payload: bytes) -> None:
-    try:
+    with contextlib.suppress(MessageError):  # anything else fails the test
         m.decode(payload)
-    except MessageError:
-        pass
 
 
 @settings(max_examples=300)
@@ -135,10 +134,8 @@ def test_mutated_messages_raise_only_protocol_errors(msg: m.Envelope, data: st.D
         | st.lists(st.integers(), max_size=2)
         | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
     )
-    try:
+    with contextlib.suppress(MessageError):  # anything else fails the test
         m.decode(json.dumps(doc))
-    except MessageError:
-        pass
 
 
 def test_deeply_nested_json_is_malformed_not_a_crash() -> None:
