@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import signal
@@ -47,6 +48,7 @@ from edge_agent.selftest.suite import LiveSampler, SuiteInputs, build_checks
 from edge_agent.systemd import notify, watchdog_interval
 from edge_agent.telemetry import Telemetry
 from protocol.evidence_keys import EvidencePublicKey
+from protocol.faults import FaultCode
 from protocol.messages import (
     Authorization,
     AuthorizationRefused,
@@ -229,6 +231,8 @@ class Agent:
             unit_id=cfg.unit_id,
         )
         self.faults = FaultTracker()
+        self._faults_path = data / "faults.json"
+        self._restore_faults()
         self.selftest_lock = asyncio.Lock()
         self.last_report: SelfTestReport | None = None
         self._stop = asyncio.Event()
@@ -501,12 +505,31 @@ class Agent:
                     command_id=command_id,
                 )
             )
-            for change in self.faults.update(report.outcomes):
+            changes = self.faults.update(report.outcomes)
+            if changes:
+                await asyncio.to_thread(self._save_faults)
+            for change in changes:
                 if change.kind == "raised":
                     await self._raise_fault(change.fault, change.detail, check=change.check)
                 else:
                     await self._clear_fault(change.fault, change.detail)
             return report
+
+    def _restore_faults(self) -> None:
+        """Faults open before a restart stay open until their check passes again, so the
+        controller is told when they clear."""
+        try:
+            doc = json.loads(self._faults_path.read_text())
+            self.faults.restore({name: FaultCode(code) for name, code in doc.items()})
+        except FileNotFoundError:
+            pass
+        except (ValueError, AttributeError) as exc:
+            log.warning("unit=%s open faults not restored: %s", self.unit_id, exc)
+
+    def _save_faults(self) -> None:
+        tmp = self._faults_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({k: v.value for k, v in self.faults.open_faults.items()}))
+        tmp.replace(self._faults_path)
 
     async def _selftest_schedule(self) -> None:
         if self.cfg.selftest.at_boot:

@@ -1,8 +1,11 @@
 """``synthetic:`` a generated street-like scene with a moving object and a burned-in clock,
 for tests, demos and a unit commissioned before its camera is fitted.
 
-Faults can be injected by URL query (``synthetic:?fault=frozen&width=640&height=360&fps=25``)
-or at run time with `SyntheticSource.inject(fault)`:
+Faults can be injected by URL query (``synthetic:?fault=frozen&width=640&height=360&fps=25``),
+at run time with `SyntheticSource.inject(fault)`, or from another process through a control
+file named by ``fault_file=PATH`` (its content, one fault name, is read once a second; a
+missing or empty file means no fault): demos and end-to-end tests use it to break a running
+unit's camera.
 
 - ``black``: an all-black picture (lens cap, dead IR illuminator)
 - ``frozen``: the last picture repeated exactly, clock included (a hung encoder)
@@ -125,6 +128,8 @@ class SyntheticSource(CaptureSource):
         self._last: Image | None = None
         self._t0 = 0.0
         self._time_base = Fraction(1, 90_000)
+        self._fault_file = query.get("fault_file")
+        self._fault_checked = 0.0
 
     @property
     def fault(self) -> SyntheticFault:
@@ -138,6 +143,8 @@ class SyntheticSource(CaptureSource):
         self.inject(SyntheticFault.NONE)
 
     def _open(self) -> StreamInfo:
+        self._fault_checked = 0.0
+        self._poll_fault_file()
         if self._fault is SyntheticFault.NO_SIGNAL:
             raise SignalLost("no signal (injected)")
         self._index = 0
@@ -152,8 +159,26 @@ class SyntheticSource(CaptureSource):
             frame_rate=self.fps,
         )
 
+    def _poll_fault_file(self) -> None:
+        now = time.monotonic()
+        if self._fault_file is None or now - self._fault_checked < 1.0:
+            return
+        self._fault_checked = now
+        try:
+            with open(self._fault_file, encoding="utf-8") as f:
+                name = f.read().strip() or SyntheticFault.NONE.value
+        except FileNotFoundError:
+            name = SyntheticFault.NONE.value
+        except OSError:
+            return
+        try:
+            self._fault = SyntheticFault(name)
+        except ValueError:
+            pass  # an unknown word leaves the picture as it was
+
     def next_image(self) -> Image:
         """Render the next picture according to the current fault (no pacing)."""
+        self._poll_fault_file()
         fault = self._fault
         if fault is SyntheticFault.NO_SIGNAL:
             raise SignalLost("no signal (injected)")

@@ -1,0 +1,100 @@
+"""The real edge agent and the real controller through the real broker: a camera that goes
+black becomes a P1 callout; after the repair, the unit's own self-test verifies it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.commands import selftest_now
+from controller.config import ControllerSettings
+from controller.store import Database
+from controller.store.fleet import Callout
+from tests.controller.conftest import eventually, running_controller
+from tests.edge_agent.test_agent_service import watch
+from tests.harness.agent import AgentProcess
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+async def test_real_agent_black_camera_to_verified_callout(
+    db: Database,
+    fresh_fleet: Any,
+    make_broker: Any,
+    controller_settings: Callable[..., ControllerSettings],
+    tmp_path: Path,
+) -> None:
+    fleet = fresh_fleet(units=("cam-01",))
+    broker = make_broker(fleet)
+    fault_file = tmp_path / "camera-fault"
+    fault_file.write_text("")
+    camera = f"synthetic:?width=640&height=360&fps=10&fault_file={fault_file}"
+    agent = AgentProcess(fleet, "cam-01", broker, tmp_path, camera=camera,
+                         selftest={"at_boot": True})  # fmt: skip
+    settings = controller_settings(broker)
+    try:
+        async with running_controller(settings, db) as service, watch(broker) as w:
+            agent.start()
+
+            async def reports() -> list[Any]:
+                return [m for m in w.of(object) if getattr(m, "kind", "") == "selftest"]
+
+            first = await eventually(reports, within=40)
+            assert first[0].verdict in ("pass", "warn"), first[0].checks
+            fault_file.write_text("black")
+            await asyncio.sleep(13)  # the picture checks look at the last 12 s of samples
+
+            async def command() -> None:
+                async with db.session() as session:
+                    await selftest_now(service.link, session, "cam-01", actor="operator:test")
+                    await session.commit()
+
+            await command()
+            raised = await eventually(
+                lambda: [e for e in w.events("fault_raised") if e.event.code == "image_black"],  # type: ignore[union-attr]
+                within=20,
+            )
+            seen_at = time.monotonic()
+
+            async def callout() -> Any:
+                async with db.session() as session:
+                    rows = await service.callouts.list(session, open_only=True)
+                return [c for c in rows if c.fault_code == "image_black"]
+
+            (row,) = await eventually(callout, within=5)
+            print(f"fault event -> callout: {time.monotonic() - seen_at:.2f} s")
+            assert row.priority == "P1" and raised
+            cs = service.callouts
+            async with db.session() as session:
+                for step in ("acknowledged", "attending", "resolved"):
+                    await cs.transition(session, row.id, step, actor="contractor:bob",
+                                        note=f"lens cleaned: {step}")  # fmt: skip
+                await session.commit()
+            fault_file.write_text("")  # repaired
+            await asyncio.sleep(13)
+            for _ in range(2):  # the unit clears a fault after two passes (no flapping)
+                await command()
+                await asyncio.sleep(4)
+            await eventually(
+                lambda: [e for e in w.events("fault_cleared") if e.event.code == "image_black"],  # type: ignore[union-attr]
+                within=15,
+            )
+
+            async def verified() -> bool:
+                async with db.session() as session:
+                    current = await session.get(Callout, row.id)
+                    return current is not None and current.status == "verified"
+
+            await eventually(verified, within=10)
+            async with db.session() as session:
+                await cs.transition(session, row.id, "closed", actor="manager:ann")
+                await session.commit()
+            assert await asyncio.to_thread(agent.terminate) == 0
+    finally:
+        agent.kill()
