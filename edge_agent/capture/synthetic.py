@@ -16,6 +16,7 @@ unit's camera.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -171,10 +172,8 @@ class SyntheticSource(CaptureSource):
             name = SyntheticFault.NONE.value
         except OSError:
             return
-        try:
+        with contextlib.suppress(ValueError):  # an unknown word leaves the picture as it was
             self._fault = SyntheticFault(name)
-        except ValueError:
-            pass  # an unknown word leaves the picture as it was
 
     def next_image(self) -> Image:
         """Render the next picture according to the current fault (no pacing)."""
