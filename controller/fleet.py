@@ -1,0 +1,382 @@
+"""Fleet state: the inventory, each unit's live state and its roll-up.
+
+Roll-up rule (retired units are left out of every roll-up):
+
+- **fault**: the unit is offline (by its last will, a clean offline message, or silence
+  for longer than `offline_timeout_s`), has never reported, or has any open P1 fault;
+- **degraded**: any open P2/P3 fault, running on battery, or its gate closed while it
+  reports a deployment (it should be recording and is not allowed to);
+- **ok**: otherwise.
+
+Open faults are those the controller holds active (from the unit's fault events and its
+own unit_offline / selftest_overdue) plus those in the unit's last heartbeat.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from controller import audit
+from controller.errors import InventoryError, UnknownUnitError
+from controller.store.base import utcnow
+from controller.store.fleet import Callout, SeqGap, Unit, UnitFault, UnitStatus
+from protocol.faults import FaultCode, Priority
+
+__all__ = [
+    "FleetOverview",
+    "ImportResult",
+    "RollUp",
+    "UnitDetail",
+    "UnitSummary",
+    "fleet_overview",
+    "import_units",
+    "register_unit",
+    "retire_unit",
+    "roll_up",
+    "rollup_counts",
+    "unit_detail",
+]
+
+RollUp = Literal["ok", "degraded", "fault"]
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UnitSummary(_View):
+    unit_id: str
+    site: str | None
+    model: str | None
+    contractor: str | None
+    state: RollUp
+    reasons: list[str]
+    online: bool | None
+    last_seen_at: datetime | None
+    recording: bool | None
+    gate_open: bool | None
+    on_battery: bool | None
+    charge_pct: float | None
+    storage_free_pct: float | None
+    last_selftest_at: datetime | None
+    last_selftest_verdict: str | None
+    open_faults: list[str]
+
+
+class FleetOverview(_View):
+    counts: dict[str, int]
+    units: list[UnitSummary]
+
+
+class UnitDetail(_View):
+    summary: UnitSummary
+    ups: str | None
+    serial: str | None
+    registered_at: datetime
+    retired_at: datetime | None
+    status: dict[str, Any]
+    faults: list[dict[str, Any]]
+    open_callouts: list[int]
+    gaps: list[dict[str, Any]]
+
+
+def _open_faults(status: UnitStatus | None, faults: list[UnitFault]) -> dict[str, Priority]:
+    found = {f.code: Priority(f.priority) for f in faults if f.active}
+    for code in (status.reported_faults if status else None) or []:
+        try:
+            found.setdefault(code, FaultCode(code).priority)
+        except ValueError:
+            continue
+    return found
+
+
+def roll_up(status: UnitStatus | None, faults: list[UnitFault]) -> tuple[RollUp, list[str]]:
+    """The unit's roll-up state and the reasons for it (see the module docstring)."""
+    open_faults = _open_faults(status, faults)
+    reasons: list[str] = []
+    if status is None or status.online is None:
+        reasons.append("never reported")
+    elif not status.online:
+        reasons.append(f"offline ({status.online_reason})" if status.online_reason else "offline")
+    reasons += [f"{code} ({p})" for code, p in sorted(open_faults.items()) if p == Priority.P1]
+    if reasons:
+        return "fault", reasons
+    reasons += [f"{code} ({p})" for code, p in sorted(open_faults.items()) if p != Priority.P1]
+    if status is not None and status.on_battery:
+        reasons.append("on battery")
+    if status is not None and status.deployment_id and status.gate_open is False:
+        reasons.append(f"gate closed during deployment {status.deployment_id}")
+    return ("degraded", reasons) if reasons else ("ok", [])
+
+
+def _summary(unit: Unit, status: UnitStatus | None, faults: list[UnitFault]) -> UnitSummary:
+    state, reasons = roll_up(status, faults)
+    free_pct = None
+    if status and status.storage_total_bytes and status.storage_free_bytes is not None:
+        free_pct = round(100.0 * status.storage_free_bytes / status.storage_total_bytes, 1)
+    return UnitSummary(
+        unit_id=unit.unit_id,
+        site=unit.site,
+        model=unit.model,
+        contractor=unit.contractor,
+        state=state,
+        reasons=reasons,
+        online=status.online if status else None,
+        last_seen_at=status.last_seen_at if status else None,
+        recording=status.recording if status else None,
+        gate_open=status.gate_open if status else None,
+        on_battery=status.on_battery if status else None,
+        charge_pct=status.charge_pct if status else None,
+        storage_free_pct=free_pct,
+        last_selftest_at=status.last_selftest_at if status else None,
+        last_selftest_verdict=status.last_selftest_verdict if status else None,
+        open_faults=sorted(_open_faults(status, faults)),
+    )
+
+
+async def fleet_overview(session: AsyncSession, contractor: str | None = None) -> FleetOverview:
+    """Every unit in service (optionally only one contractor's) with its roll-up."""
+    query = (
+        select(Unit, UnitStatus)
+        .outerjoin(UnitStatus, UnitStatus.unit_id == Unit.unit_id)
+        .where(Unit.retired_at.is_(None))
+        .order_by(Unit.unit_id)
+    )
+    fault_query = select(UnitFault).where(UnitFault.active.is_(True))
+    if contractor is not None:
+        query = query.where(Unit.contractor == contractor)
+        fault_query = fault_query.join(Unit, Unit.unit_id == UnitFault.unit_id).where(
+            Unit.contractor == contractor
+        )
+    faults: dict[str, list[UnitFault]] = {}
+    for fault in (await session.execute(fault_query)).scalars():
+        faults.setdefault(fault.unit_id, []).append(fault)
+    units = [
+        _summary(unit, status, faults.get(unit.unit_id, []))
+        for unit, status in (await session.execute(query)).all()
+    ]
+    counts = {"ok": 0, "degraded": 0, "fault": 0}
+    for summary in units:
+        counts[summary.state] += 1
+    return FleetOverview(counts=counts, units=units)
+
+
+async def rollup_counts(session: AsyncSession) -> dict[str, int]:
+    """Units in service per roll-up state, read as plain rows (cheap at 10,000 units)."""
+    faults: dict[str, list[UnitFault]] = {}
+    rows = await session.execute(
+        select(UnitFault.unit_id, UnitFault.code, UnitFault.priority).where(UnitFault.active)
+    )
+    for unit_id, code, priority in rows.all():
+        faults.setdefault(unit_id, []).append(
+            UnitFault(unit_id=unit_id, code=code, priority=priority, active=True)
+        )
+    columns = [
+        UnitStatus.unit_id,
+        UnitStatus.online,
+        UnitStatus.online_reason,
+        UnitStatus.on_battery,
+        UnitStatus.deployment_id,
+        UnitStatus.gate_open,
+        UnitStatus.reported_faults,
+    ]
+    counts = {"ok": 0, "degraded": 0, "fault": 0}
+    query = (
+        select(Unit.unit_id, *columns[1:])
+        .outerjoin(UnitStatus, UnitStatus.unit_id == Unit.unit_id)
+        .where(Unit.retired_at.is_(None))
+    )
+    for row in (await session.execute(query)).all():
+        status = None
+        if row.online is not None:
+            status = _Light(
+                row.unit_id,
+                row.online,
+                row.online_reason,
+                row.on_battery,
+                row.deployment_id,
+                row.gate_open,
+                row.reported_faults,
+            )
+        state, _ = roll_up(status, faults.get(row.unit_id, []))  # type: ignore[arg-type]
+        counts[state] += 1
+    return counts
+
+
+class _Light:
+    """The status columns `roll_up` reads, without an ORM object."""
+
+    __slots__ = (
+        "deployment_id",
+        "gate_open",
+        "on_battery",
+        "online",
+        "online_reason",
+        "reported_faults",
+        "unit_id",
+    )
+
+    def __init__(
+        self,
+        unit_id: str,
+        online: bool | None,
+        online_reason: str | None,
+        on_battery: bool | None,
+        deployment_id: str | None,
+        gate_open: bool | None,
+        reported_faults: list[str] | None,
+    ) -> None:
+        self.unit_id, self.online, self.online_reason = unit_id, online, online_reason or ""
+        self.on_battery, self.deployment_id, self.gate_open = on_battery, deployment_id, gate_open
+        self.reported_faults = reported_faults or []
+
+
+async def unit_detail(session: AsyncSession, unit_id: str) -> UnitDetail:
+    unit = await session.get(Unit, unit_id)
+    if unit is None:
+        raise UnknownUnitError(unit_id)
+    status = await session.get(UnitStatus, unit_id)
+    faults = list(
+        (await session.execute(select(UnitFault).where(UnitFault.unit_id == unit_id))).scalars()
+    )
+    callouts = (
+        await session.execute(
+            select(Callout.id).where(Callout.unit_id == unit_id, Callout.open_key.is_not(None))
+        )
+    ).scalars()
+    gaps = (
+        await session.execute(
+            select(SeqGap).where(SeqGap.unit_id == unit_id).order_by(SeqGap.first_seq).limit(100)
+        )
+    ).scalars()
+    status_doc: dict[str, Any] = {}
+    if status is not None:
+        status_doc = {
+            c.key: getattr(status, c.key)
+            for c in UnitStatus.__table__.columns
+            if c.key != "unit_id"
+        }
+    return UnitDetail(
+        summary=_summary(unit, status, faults),
+        ups=unit.ups,
+        serial=unit.serial,
+        registered_at=unit.registered_at,
+        retired_at=unit.retired_at,
+        status=status_doc,
+        faults=[
+            {
+                "code": f.code,
+                "priority": f.priority,
+                "active": f.active,
+                "origin": f.origin,
+                "check": f.check_name,
+                "detail": f.detail,
+                "facts": f.facts,
+                "raised_at": f.raised_at,
+                "cleared_at": f.cleared_at,
+            }
+            for f in faults
+        ],
+        open_callouts=list(callouts),
+        gaps=[
+            {
+                "first_seq": g.first_seq,
+                "last_seq": g.last_seq,
+                "reason": g.reason,
+                "detected_at": g.detected_at,
+            }
+            for g in gaps
+        ],
+    )
+
+
+# -- inventory ----------------------------------------------------------------------------
+
+
+class ImportResult(_View):
+    added: list[str]
+    updated: list[str]
+    unchanged: list[str]
+
+
+async def register_unit(
+    session: AsyncSession, unit_id: str, *, source: str = "broker", at: datetime | None = None
+) -> Unit:
+    """Make sure a unit (e.g. first heard on the broker) is in the inventory."""
+    unit = await session.get(Unit, unit_id)
+    if unit is None:
+        unit = Unit(unit_id=unit_id, source=source, registered_at=at or utcnow())
+        session.add(unit)
+        session.add(UnitStatus(unit_id=unit_id))
+        await session.flush()
+    return unit
+
+
+_INVENTORY_FIELDS = ("site", "model", "ups", "contractor", "serial")
+
+
+async def import_units(
+    session: AsyncSession, fleet_dir: Path, *, actor: str = "system"
+) -> ImportResult:
+    """Register or update every unit of a provisioning fleet dir (`units/<id>/unit.json`)."""
+    units_dir = Path(fleet_dir) / "units"
+    if not units_dir.is_dir():
+        raise InventoryError(str(units_dir), "not a fleet directory (no units/ folder)")
+    added, updated, unchanged = [], [], []
+    for path in sorted(units_dir.glob("*/unit.json")):
+        try:
+            doc = json.loads(path.read_text())
+            unit_id = str(doc["unit_id"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InventoryError(str(path), f"unreadable unit record ({exc})") from exc
+        values = {k: (None if doc.get(k) is None else str(doc[k])) for k in _INVENTORY_FIELDS}
+        unit = await session.get(Unit, unit_id)
+        if unit is None:
+            unit = Unit(unit_id=unit_id, source="provisioning", registered_at=utcnow(), **values)
+            session.add(unit)
+            session.add(UnitStatus(unit_id=unit_id))
+            added.append(unit_id)
+        elif any(getattr(unit, k) != v for k, v in values.items()) or unit.source != "provisioning":
+            for key, value in values.items():
+                setattr(unit, key, value)
+            unit.source = "provisioning"
+            updated.append(unit_id)
+        else:
+            unchanged.append(unit_id)
+    if added or updated:
+        await audit.record(
+            session,
+            actor=actor,
+            action="units.import",
+            subject=f"fleet:{fleet_dir}",
+            details={"added": added, "updated": updated},
+        )
+    await session.flush()
+    return ImportResult(added=added, updated=updated, unchanged=unchanged)
+
+
+async def retire_unit(session: AsyncSession, unit_id: str, *, actor: str, reason: str = "") -> Unit:
+    unit = await session.get(Unit, unit_id)
+    if unit is None:
+        raise UnknownUnitError(unit_id)
+    if unit.retired_at is None:
+        unit.retired_at = utcnow()
+        await audit.record(
+            session,
+            actor=actor,
+            action="unit.retire",
+            subject=f"unit:{unit_id}",
+            details={"reason": reason},
+        )
+    return unit
+
+
+def offline_cutoff(now: datetime, timeout_s: float) -> datetime:
+    return now - timedelta(seconds=timeout_s)
