@@ -20,6 +20,7 @@ system-packages:
 	@bash scripts/install-system-packages.sh $(APT_PKGS)
 
 test: setup
+	@bash scripts/ensure-postgres.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: setup

@@ -176,6 +176,12 @@ def _render_conf(
         f"acl_file {files.acl}",
         f"user {user}",
         "",
+        "# A unit's payload is at most 256 KiB (protocol.messages.MAX_PAYLOAD_BYTES).",
+        "max_packet_size 300000",
+        "# While the controller is away, the broker queues what thousands of units send",
+        "# (Mosquitto's default of 1000 queued messages per client would drop most of it).",
+        "max_queued_messages 200000",
+        "",
     ]
     if files.persistence_dir is not None:
         # Retained states/authorizations and queued QoS 1 messages survive a restart.
