@@ -32,6 +32,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from controller.deployments.models import DeploymentPolicy
 from controller.errors import ConfigError
 from controller.sla import ContractClock
 from protocol.faults import Priority
@@ -179,6 +180,9 @@ class ControllerSettings(BaseSettings):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    deployments: DeploymentPolicy = Field(
+        default_factory=DeploymentPolicy, description="PIA review periods and reminders"
+    )
 
     @classmethod
     def settings_customise_sources(

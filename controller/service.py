@@ -23,6 +23,7 @@ from controller.jobs import FleetJobs
 from controller.metrics import ControllerMetrics
 from controller.notify import Notifier
 from controller.store.base import Database
+from protocol.messages import utcnow
 
 __all__ = ["ControllerService", "load_app_factory"]
 
@@ -98,6 +99,7 @@ class ControllerService:
                 tg.create_task(self.ingest.run(), name="ingest-writer"),
                 tg.create_task(self.jobs.run(), name="periodic-jobs"),
                 tg.create_task(self.notifier.run(), name="notifier"),
+                tg.create_task(self._deployment_reviews(), name="deployment-reviews"),
             ]
             for name, factory in self.extra_tasks.items():
                 tasks.append(tg.create_task(factory(), name=name))
@@ -109,6 +111,18 @@ class ControllerService:
             for task in tasks:
                 task.cancel()
 
+    async def _deployment_reviews(self) -> None:
+        """Deployments start and end on their dates, reviews are reminded before they fall
+        due, and an authorization the broker has not yet taken is published again."""
+        from controller.deployments import review_job
+
+        while True:
+            try:
+                await review_job(self.db, self.link, utcnow(), policy=self.settings.deployments)
+            except Exception:  # one bad pass must not stop the controller
+                log.exception("deployment review pass failed")
+            await asyncio.sleep(max(self.settings.sweep_interval_s, 1.0))
+
     async def _serve_http(self) -> None:
         factory = load_app_factory()
         if factory is None:
@@ -116,7 +130,7 @@ class ControllerService:
             return
         import uvicorn
 
-        app = factory(self.settings, self.db, self.link)
+        app = factory(self.settings, self.db, self.link, registry=self.metrics)
         config = uvicorn.Config(
             app, host=self.settings.http.host, port=self.settings.http.port, log_level="info"
         )

@@ -83,6 +83,9 @@ def create_app(
         module = _optional(name)
         if module is not None:
             app.include_router(module.router)
+            install = getattr(module, "install", None)
+            if install is not None:  # the module's own error statuses
+                install(app)
 
     @app.get("/healthz", tags=["service"], summary="Liveness and database reachability")
     async def healthz() -> JSONResponse:

@@ -451,7 +451,7 @@ async def test_routes_roles_and_sentences(api: Callable[[str], Any]) -> None:
     submitted = await mia.post(f"/api/deployments/{dep_id}/submit")
     assert submitted.status_code == 200 and submitted.json()["status"] == "submitted"
     own = await mia.post(f"/api/deployments/{dep_id}/approve", json={})
-    assert own.status_code == 403
+    assert own.status_code == 403, own.text
     assert "cannot decide a request they raised or submitted" in own.json()["detail"]
     queue = await max_.get("/api/deployments/queue")
     assert [d["id"] for d in queue.json()] == [dep_id]
