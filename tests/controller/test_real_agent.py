@@ -98,3 +98,57 @@ async def test_real_agent_black_camera_to_verified_callout(
             assert await asyncio.to_thread(agent.terminate) == 0
     finally:
         agent.kill()
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+async def test_real_ups_mains_failure_to_callout_with_ups_facts(
+    db: Database,
+    fresh_fleet: Any,
+    make_broker: Any,
+    controller_settings: Callable[..., ControllerSettings],
+    tmp_path: Path,
+) -> None:
+    from tests.harness.nut import NutServer, nut_binaries
+
+    nut_binaries()
+    fleet = fresh_fleet(units=("cam-01",))
+    broker = make_broker(fleet)
+    settings = controller_settings(broker)
+    with NutServer(tmp_path / "ups") as nut:
+        power = {
+            "source": "nut", "nut_host": nut.host, "nut_port": nut.port, "nut_ups": nut.ups_name,
+            "nut_username": nut.username, "nut_password": nut.password, "poll_s": 0.5,
+        }  # fmt: skip
+        agent = AgentProcess(fleet, "cam-01", broker, tmp_path, power=power,
+                             camera="synthetic:?width=320&height=180&fps=5")  # fmt: skip
+        try:
+            async with running_controller(settings, db) as service:
+                agent.start()
+
+                async def online() -> bool:
+                    async with db.session() as session:
+                        rows = await service.callouts.list(session, unit_id="cam-01")
+                    return rows is not None and agent.log().count("link up") > 0
+
+                await eventually(online, within=30)
+                await asyncio.to_thread(nut.set_state, ups_status="OB DISCHRG",
+                                        battery_charge=71, battery_runtime=1800,
+                                        input_voltage=0)  # fmt: skip
+                started = time.monotonic()
+
+                async def mains_callout() -> Any:
+                    async with db.session() as session:
+                        rows = await service.callouts.list(session, open_only=True)
+                    return [c for c in rows if c.fault_code == "mains_failure"]
+
+                (row,) = await eventually(mains_callout, within=15)
+                print(f"upsd on battery -> callout: {time.monotonic() - started:.2f} s")
+                async with db.session() as session:
+                    stored = await session.get(Callout, row.id)
+                assert stored is not None and stored.priority == "P2"
+                ups = stored.facts["ups"]
+                assert ups["on_battery"] is True and ups["ups_status"].startswith("OB")
+                assert ups["charge_pct"] == 71.0 and ups["runtime_s"] == 1800
+                assert await asyncio.to_thread(agent.terminate) == 0
+        finally:
+            agent.kill()
