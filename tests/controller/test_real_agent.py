@@ -15,6 +15,7 @@ from controller.commands import selftest_now
 from controller.config import ControllerSettings
 from controller.store import Database
 from controller.store.fleet import Callout
+from protocol.messages import Heartbeat
 from tests.controller.conftest import eventually, running_controller
 from tests.edge_agent.test_agent_service import watch
 from tests.harness.agent import AgentProcess
@@ -152,3 +153,51 @@ async def test_real_ups_mains_failure_to_callout_with_ups_facts(
                 assert await asyncio.to_thread(agent.terminate) == 0
         finally:
             agent.kill()
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+async def test_manager_approval_starts_the_real_unit_and_revocation_stops_it(
+    db: Database,
+    fresh_fleet: Any,
+    make_broker: Any,
+    controller_settings: Callable[..., ControllerSettings],
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from controller.deployments import DeploymentRequest, DeploymentWorkflow, LocationIn
+    from controller.deployments import locations as loc
+    from tests.controller.test_deployments import MAX, MIA, OLLY, pia
+
+    fleet = fresh_fleet(units=("cam-01",))
+    broker = make_broker(fleet)
+    agent = AgentProcess(fleet, "cam-01", broker, tmp_path)
+    settings = controller_settings(broker)
+    try:
+        async with running_controller(settings, db) as service, watch(broker) as w:
+            agent.start()
+            await eventually(lambda: w.of(Heartbeat), within=30)
+            assert not w.of(Heartbeat)[-1].recording
+            flow = DeploymentWorkflow(db, signer=service.link.signer, link=service.link)
+            site = await loc.add_location(flow, OLLY, LocationIn(
+                name="Mill Lane underpass", address="Mill Lane", lat=51.5, lon=-0.12,
+                geofence_radius_m=150, notes=""))  # fmt: skip
+            now = datetime.now(UTC)
+            request = DeploymentRequest.model_validate({
+                "unit_id": "cam-01", "location_id": site.id,
+                "planned_start": (now - timedelta(minutes=1)).isoformat(),
+                "planned_end": (now + timedelta(days=30)).isoformat(), "pia": pia(),
+            })  # fmt: skip
+            dep = await flow.create(OLLY, request)
+            await flow.submit(OLLY, dep.id)
+            sent = time.monotonic()
+            await flow.approve(MIA, dep.id)
+            await eventually(lambda: w.events("recording_started"), within=5)
+            print(f"manager approval -> unit recording: {time.monotonic() - sent:.2f} s")
+            sent = time.monotonic()
+            await flow.revoke(MAX, dep.id, "Signage found missing on inspection.")
+            await eventually(lambda: w.events("recording_stopped"), within=5)
+            print(f"manager revocation -> unit stopped: {time.monotonic() - sent:.2f} s")
+            assert await asyncio.to_thread(agent.terminate) == 0
+    finally:
+        agent.kill()
