@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -403,10 +404,14 @@ async def _fill_request(page: Any, now: datetime) -> None:
 
 
 async def test_operator_requests_manager_approves_and_the_unit_is_authorised(
-    browser: Any, site: Site
+    browser: Any, site: Site, tmp_path: Path
 ) -> None:
+    from tests.harness.agent import AgentProcess
+
+    # The real edge agent for cam-02: it records only once the manager has approved.
+    agent = AgentProcess(site.fleet, "cam-02", site.broker, tmp_path / "agent")
+    agent.start()
     async with UnitOnBroker(site.broker, "cam-02") as unit:
-        await unit.heartbeat()
         now = datetime.now(UTC)
 
         operator = await sign_in(browser, site, "operator1")
@@ -447,6 +452,7 @@ async def test_operator_requests_manager_approves_and_the_unit_is_authorised(
         await shot(manager, "deployment-submitted")
         await manager.get_by_label("Notes on the decision").fill("Proportionate with the mask.")
         await manager.get_by_role("button", name="Approve and authorise the unit").click()
+        approved_at = time.monotonic()
         await manager.get_by_role("status").filter(has_text="approved").wait_for()
         assert await manager.get_by_test_id("deployment-status").inner_text() == "active"
         await shot(manager, "deployment-approved")
@@ -458,19 +464,20 @@ async def test_operator_requests_manager_approves_and_the_unit_is_authorised(
         assert len(body.masks) == 1 and len(body.masks[0]) == 4
         assert abs(body.masks[0][0][0] - 0.70) < 0.02 and abs(body.masks[0][2][1] - 0.40) < 0.02
 
-        # The unit opens its gate and records; the unit page shows it from the fleet store.
-        await unit.heartbeat(
-            recording=True, gate_open=True, gate_reason="", deployment_id=deployment_id
-        )
+        # The real unit opens its gate and records; its page shows it within seconds.
         await manager.goto(f"{site.base_url}/units/cam-02")
-        gate = manager.get_by_test_id("gate")
-        for _ in range(50):
-            if "authorised" in await gate.inner_text():
+        while time.monotonic() - approved_at < 10:
+            gate = await manager.get_by_test_id("gate").inner_text()
+            recording = await manager.get_by_test_id("recording").inner_text()
+            if "authorised" in gate and recording.strip().startswith("recording"):
                 break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.25)
             await manager.reload()
+        print(f"approved -> unit page shows recording: {time.monotonic() - approved_at:.1f} s")
         assert "authorised" in await manager.get_by_test_id("gate").inner_text()
-        assert "recording" in await manager.get_by_test_id("recording").inner_text()
+        assert (
+            (await manager.get_by_test_id("recording").inner_text()).strip().startswith("recording")
+        ), agent.log()[-3000:]
         assert await manager.get_by_test_id("deployment-state").inner_text() == "active"
         await shot(manager, "unit-authorised")
         await manager.goto(f"{site.base_url}/deployments")
@@ -480,6 +487,7 @@ async def test_operator_requests_manager_approves_and_the_unit_is_authorised(
         await live.get_by_role("link", name="Market Street car park").click()
         assert deployment_id in await manager.locator("table").inner_text()
         await shot(manager, "location-history")
+    assert await asyncio.to_thread(agent.terminate) == 0
 
 
 async def test_contractor_is_refused_deployments_footage_and_users(
