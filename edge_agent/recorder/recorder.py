@@ -6,8 +6,8 @@ written through the encrypted segment container, one file per segment.
   end go in the segment header and trailer.
 - The muxer emits a fragment at every keyframe and at least every `fragment_seconds`; the
   segment's open chunk is sealed at each fragment, so a power cut loses at most about a
-  fragment of footage. The open segment is written as ``<id>.seg.part`` and renamed when
-  sealed; at start, partial files left by a crash are sealed (`seal_truncated`) and indexed.
+  fragment of footage. The open segment is written in place as ``<id>.seg``; at start,
+  files a crash left unsealed are sealed (`seal_truncated`) and indexed.
 - Raw sources, and any source while privacy masks apply, are decoded, masked and encoded
   with libx264 (ultrafast, zerolatency). Switching between remux and re-encode happens
   at the next keyframe, so no picture is lost or undecodable.
@@ -24,9 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
-import io
 import logging
-import secrets
 import threading
 import time
 from collections import deque
@@ -34,7 +32,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,14 +43,10 @@ from edge_agent.capture.base import CaptureSource, MediaKind, StreamInfo
 from edge_agent.recorder.errors import SegmentIndexError, StorageError
 from edge_agent.recorder.masks import Polygon, PrivacyMasks
 from edge_agent.recorder.retention import Retention
+from edge_agent.recorder.segment_file import EncoderSettings, OpenSegment
 from protocol.evidence_keys import EvidencePublicKey
 from protocol.faults import FaultCode
-from protocol.segment_format import (
-    SegmentSummaryInfo,
-    SegmentWriter,
-    seal_truncated,
-    segment_file_name,
-)
+from protocol.segment_format import SegmentSummaryInfo, seal_truncated
 
 __all__ = [
     "EncoderSettings",
@@ -68,30 +61,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
-_ENC_TIME_BASE = Fraction(1, 90_000)
 MASK_SAMPLE_SECONDS = 5.0
-
-
-class EncoderSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    preset: str = Field("ultrafast", description="x264 preset")
-    tune: str = Field("zerolatency", description="x264 tune")
-    crf: int = Field(23, ge=0, le=51, description="Quality target")
-    bitrate_kbps: int | None = Field(None, gt=0, description="Cap; None: from size and rate")
-    gop_seconds: float = Field(2.0, gt=0, le=10, description="Keyframe interval")
-
-    def options(self, width: int, height: int, fps: float) -> dict[str, str]:
-        cap = self.bitrate_kbps or int(min(8000, max(400, width * height * fps * 0.07 / 1000)))
-        return {
-            "preset": self.preset,
-            "tune": self.tune,
-            "crf": str(self.crf),
-            "maxrate": f"{cap}k",
-            "bufsize": f"{2 * cap}k",
-            "g": str(max(1, round(fps * self.gop_seconds))),
-        }
 
 
 class RecorderConfig(BaseModel):
@@ -151,152 +121,6 @@ def _full() -> _Halt:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def new_segment_id(started_at: datetime) -> str:
-    """Sortable by start time, unique: ``20250301T071500.123456Z-3f9a1c``."""
-    return started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ-") + secrets.token_hex(3)
-
-
-class _Tap(io.RawIOBase):
-    """Passes the muxer's output to the segment writer and counts it, so the recorder
-    sees when a fragment has been written."""
-
-    def __init__(self, target: SegmentWriter) -> None:
-        super().__init__()
-        self.target = target
-        self.count = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def write(self, data: Any) -> int:
-        n = self.target.write(data)
-        self.count += n
-        return n
-
-
-class OpenSegment:
-    """One segment being written: muxer -> `SegmentWriter` -> ``<id>.seg``."""
-
-    def __init__(self, path: Path, file: io.BufferedWriter, writer: SegmentWriter) -> None:
-        self.path, self.file, self.writer = path, file, writer
-        self.segment_id = writer.header.segment_id
-        self.tap = _Tap(writer)
-        self.container: Any = None
-        self.stream: Any = None
-        self.encoded = False
-        self.masks = PrivacyMasks()
-        self.last_keyframe: bytes | None = None  # latest encoded keyframe (masked path)
-        self.t0: float | None = None  # media time of the first picture
-        self._first_dts: int | None = None
-        self._last_ts = -1
-
-    @classmethod
-    def create(
-        cls,
-        config: RecorderConfig,
-        key: EvidencePublicKey,
-        started_at: datetime,
-        metadata: dict[str, str],
-    ) -> OpenSegment:
-        segment_id = new_segment_id(started_at)
-        path = config.data_dir / segment_file_name(segment_id)
-        file = path.open("xb")
-        try:
-            writer = SegmentWriter(
-                file,
-                unit_id=config.unit_id,
-                segment_id=segment_id,
-                evidence_key=key,
-                started_at=started_at,
-                chunk_size=config.chunk_size,
-                metadata=metadata,
-            )
-            seg = cls(path, file, writer)
-            options = {
-                "movflags": _MOVFLAGS,
-                "frag_duration": str(round(config.fragment_seconds * 1_000_000)),
-                "flush_packets": "1",
-            }
-            seg.container = av.open(seg.tap, "w", format="mp4", options=options)
-        except BaseException:
-            file.close()
-            path.unlink(missing_ok=True)  # header only: no footage in it
-            raise
-        return seg
-
-    def remux_from(self, template: Any) -> None:
-        self.stream = self.container.add_stream_from_template(template)
-
-    def encode_with(self, options: dict[str, str], frame: av.VideoFrame, fps: float) -> None:
-        rate = Fraction(fps).limit_denominator(1001)
-        self.stream = self.container.add_stream("libx264", rate=rate, options=options)
-        self.stream.width, self.stream.height = frame.width, frame.height
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.codec_context.time_base = _ENC_TIME_BASE
-        self.encoded = True
-
-    def elapsed(self, media: float) -> float:
-        return 0.0 if self.t0 is None else media - self.t0
-
-    def mux(self, packet: av.Packet[Any]) -> bool:
-        """Remux one camera packet; True when a fragment went to disk."""
-        assert packet.dts is not None and packet.pts is not None  # the source ensures both
-        dts = packet.dts
-        if self._first_dts is None:
-            self._first_dts = dts
-            self.t0 = float(dts * packet.time_base)
-        if dts <= self._last_ts:
-            log.debug("segment=%s dropped packet with non-increasing dts", self.segment_id)
-            return False
-        self._last_ts = dts
-        packet.dts = dts - self._first_dts
-        packet.pts = packet.pts - self._first_dts
-        packet.stream = self.stream
-        before = self.tap.count
-        self.container.mux(packet)
-        return self._flush_if_written(before)
-
-    def encode(self, frame: av.VideoFrame, media: float) -> bool:
-        """Encode one (masked) picture at `media` seconds; True when a fragment went out."""
-        if self.t0 is None:
-            self.t0 = media
-        pts = max(round((media - self.t0) / _ENC_TIME_BASE), self._last_ts + 1)
-        self._last_ts = pts
-        frame.pts, frame.time_base = pts, _ENC_TIME_BASE
-        before = self.tap.count
-        for packet in self.stream.encode(frame):
-            if packet.is_keyframe and self.masks:
-                self.last_keyframe = bytes(packet)  # kept for the privacy-mask self-test
-            self.container.mux(packet)
-        return self._flush_if_written(before)
-
-    def _flush_if_written(self, before: int) -> bool:
-        if self.tap.count == before:
-            return False
-        self.writer.flush_chunk()  # the fragment is now sealed and synced: crash-safe
-        return True
-
-    def finish(self, ended_at: datetime) -> SegmentSummaryInfo:
-        if self.encoded:
-            for packet in self.stream.encode(None):
-                self.container.mux(packet)
-        self.container.close()
-        summary = self.writer.finish(ended_at=ended_at)
-        self.file.close()
-        return summary
-
-    def abandon(self) -> None:
-        """Drop the open segment after a storage failure; the next start seals it."""
-        for close in (self.container.close, self.file.close):
-            try:
-                close()
-            except Exception as exc:
-                log.debug("segment=%s close after failure: %s", self.segment_id, exc)
 
 
 Callback = Callable[[RecorderStatus], None]
@@ -444,8 +268,20 @@ class Recorder:
                 self._set(RecorderState.STOPPED, StopReason.NO_SIGNAL)
 
     def on_packet(self, packet: av.Packet[Any]) -> None:
+        # Every camera packet comes through here. The common case, a packet that is not a
+        # keyframe remuxed into the open segment, goes straight to the muxer.
         with self._lock:
-            self._guard(self._packet, packet)
+            if not self._running:
+                return
+            try:
+                seg = self._segment
+                if seg is not None and self._encoding is False and not packet.is_keyframe:
+                    if seg.mux(packet):
+                        self._fragment_written()
+                else:
+                    self._packet(packet)
+            except Exception as exc:
+                self._failed(exc)
 
     def on_frame(self, frame: av.VideoFrame) -> None:
         with self._lock:
@@ -458,13 +294,17 @@ class Recorder:
             return None
         try:
             return step(*args)
-        except _Halt as halt:
-            self._halt(halt)
-        except (OSError, StorageError, SegmentIndexError) as exc:
-            self._storage_failed(exc)
-        except Exception as exc:  # bad input (a malformed packet, a codec error)
-            self._input_failed(exc)
+        except Exception as exc:
+            self._failed(exc)
         return None
+
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, _Halt):
+            self._halt(exc)
+        elif isinstance(exc, OSError | StorageError | SegmentIndexError):
+            self._storage_failed(exc)
+        else:  # bad input (a malformed packet, a codec error)
+            self._input_failed(exc)
 
     def _storage_failed(self, exc: Exception) -> None:
         full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
@@ -602,7 +442,16 @@ class Recorder:
             "path": "encode" if frame is not None else "remux",
             "privacy_masks": str(len(masks.polygons) if masks else 0),
         }
-        seg = OpenSegment.create(self.config, self._key, self._clock(), metadata)
+        config = self.config
+        seg = OpenSegment.create(
+            unit_id=config.unit_id,
+            data_dir=config.data_dir,
+            key=self._key,
+            started_at=self._clock(),
+            metadata=metadata,
+            chunk_size=config.chunk_size,
+            fragment_seconds=config.fragment_seconds,
+        )
         try:
             if frame is not None:
                 seg.encode_with(self.config.encoder.options(frame.width, frame.height, fps),

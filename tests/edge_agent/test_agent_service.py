@@ -99,8 +99,8 @@ async def publish_authz(watcher: Watcher, fleet: Fleet, unit: str, message: Any)
 def agent_factory(tmp_path: Path) -> Any:
     made: list[AgentProcess] = []
 
-    def make(fleet: Fleet, unit: str, broker: MosquittoBroker, **kw: Any) -> AgentProcess:
-        agent = AgentProcess(fleet, unit, broker, tmp_path, **kw)
+    def make(fleet: Fleet, unit: str, endpoint: MosquittoBroker, **kw: Any) -> AgentProcess:
+        agent = AgentProcess(fleet, unit, endpoint, tmp_path, **kw)
         made.append(agent)
         return agent
 
@@ -245,8 +245,8 @@ async def test_low_battery_seals_and_stops_then_mains_resumes(
             assert sealed >= 1
             await asyncio.sleep(3)
             assert len(agent.segments("*")) == sealed, "nothing recorded on low battery"
-            await asyncio.to_thread(nut.set_state, ups_status="OL CHRG", battery_charge=30)
             n = len(w.events("recording_started"))
+            await asyncio.to_thread(nut.set_state, ups_status="OL CHRG", battery_charge=30)
             await w.wait(lambda: len(w.events("recording_started")) > n, 10, "recording resumes")
             power = w.of(__import__("protocol.messages").messages.PowerStatus)
             assert any(p.low_battery for p in power) and not power[-1].on_battery

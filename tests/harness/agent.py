@@ -51,7 +51,7 @@ class AgentProcess:
         self,
         fleet: Fleet,
         unit_id: str,
-        broker: Any,
+        endpoint: Any,
         workdir: Path,
         *,
         camera: str | None = None,
@@ -62,8 +62,8 @@ class AgentProcess:
         if not self.dir.exists():
             shutil.copytree(fleet.root / "units" / unit_id / "bundle", self.dir)
         doc = tomllib.loads((self.dir / "agent.toml").read_text())
-        doc["broker"]["port"] = broker.port
-        doc["broker"]["host"] = broker.host
+        doc["broker"]["port"] = endpoint.port
+        doc["broker"]["host"] = endpoint.host
         doc.setdefault("camera", {})["url"] = camera or str(CLIP)
         doc.setdefault("link", {}).setdefault("heartbeat_interval_s", 1.0)
         doc.setdefault("storage", {}).setdefault("segment_seconds", 5)

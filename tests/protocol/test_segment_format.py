@@ -3,6 +3,8 @@ named (segment + chunk)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import itertools
 import os
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 from protocol.errors import SegmentError
 from protocol.evidence_keys import EvidencePrivateKey, EvidenceSuite, generate_evidence_key
 from protocol.segment_format import (
+    FORMAT_VERSION,
     MIN_CHUNK_SIZE,
     SegmentSummaryInfo,
     SegmentWriter,
@@ -315,3 +318,56 @@ def test_writer_rejects_bad_arguments(key: EvidencePrivateKey) -> None:
     w.finish(ended_at=T0)
     with pytest.raises(ValueError, match="already finished"):
         w.write(b"x")
+
+
+def test_records_digest_covers_heads_nonces_and_tags(key: EvidencePrivateKey) -> None:
+    raw, summary = make(key, os.urandom(2 * CS + 500))
+    assert summary is not None and struct.unpack(">H", raw[8:10]) == (FORMAT_VERSION,) == (2,)
+    expected = hashlib.sha256()
+    for start, end in records(raw):
+        expected.update(raw[start : start + CHUNK_HEAD + 12] + raw[end - 16 : end])
+    trailer = read_segment(io.BytesIO(raw), key).trailer
+    assert trailer.records_sha256 == expected.hexdigest()
+    assert summary.file_sha256 == hashlib.sha256(raw).hexdigest()  # still every byte
+
+
+# A format 1 segment (records digest over the whole chunk records), as an earlier release
+# wrote it: 100 bytes of plaintext in one final chunk. It must stay readable, and sealable
+# after a crash, with the key below.
+V1_KEY = EvidencePrivateKey(
+    EvidenceSuite.X25519,
+    bytes.fromhex("803775f4dcce19f75de1724486a4bc0da8ec56f1bf8f16ac64563b89b562277b"),
+)
+V1_SEGMENT = base64.b64decode(
+    "Q0NUVlNFRwAAAQAAAWt7ImFlYWQiOiJBRVMtMjU2LUdDTSIsImNodW5rX3NpemUiOjQwOTYsImV2aWRlbmNl"
+    "X2tleSI6IjViNTBjMjQ2YTQ3NjFiOWEiLCJmb3JtYXQiOiJjY3R2LXNlZ21lbnQiLCJtZWRpYV90eXBlIjoi"
+    "dmlkZW8vbXA0IiwibWV0YWRhdGEiOnt9LCJzZWdtZW50X2lkIjoic2VnLXYxIiwic3RhcnRlZF9hdCI6IjIw"
+    "MjUtMDMtMDFUMDc6MDA6MDAuMDAwMDAwWiIsInN1aXRlIjoieDI1NTE5IiwidW5pdF9pZCI6InVuaXQtNyIs"
+    "IndyYXBwZWRfa2V5IjoiQlErRnp1UW9oUlJNa3dKa1pJdFBNQkszaWpYYTZpUE5WQUwrMjk1QzR6ckV3dytu"
+    "UzJtSEVkMkNMZFR0aUg0dTVTMXZWZFVhdHgvTnZnNUUwRG92N0ZDQUZqbEdWZEF1YklWc29jMkJhN3c9In1D"
+    "AQAAAIAABmDu95zG0REQKkGkKCW2XlEHuTeD8pJrRR1Gvlxy3UuEnrxpjjGZ2Xl/PdWsx3cDUA9XKOB9XPyv"
+    "mWCc8mox5HvPtJqqTJjD5S7QDStaxs5RUjRMh69ZmHsJmo0WFHiFdLKL2f+cMQPSWr+hCor6OL6qHDMiqDr1"
+    "uxupoqQWcxzLq/2V7n7ZVAAAAAE1eyJjaHVua3MiOjEsImVuZGVkX2F0IjoiMjAyNS0wMy0wMVQwNzowMTow"
+    "MC4wMDAwMDBaIiwiaGVhZGVyX3NoYTI1NiI6IjY1MjNjOTNmZDQxNWQ2MzlhZTg4YTRkZjMwYzliYTdhMDRj"
+    "NDBiMzJiYWQ1MDkyNjM2OTU2NjhlNDU2NDIxYWYiLCJtYWMiOiJMdHZxcDVISCtiamIxZWtqcXk0VlJzS0Ro"
+    "Tytnc0p1ZXpxRUcwQT09IiwicGxhaW50ZXh0X2J5dGVzIjoxMDAsInJlY29yZHNfc2hhMjU2IjoiZmM5ZmNm"
+    "NDJmOTc0YjI1YTk3NTkzMDQ1YTdkMTIyN2RhOTg4NGNlYmNhZWZlMWU4NmZhYjhlNWM0NjY1YzM1ZiIsInRy"
+    "dW5jYXRlZCI6ZmFsc2V9AAABO0NDVFZFTkQA"
+)
+
+
+def test_format_1_segments_are_still_read_and_sealed() -> None:
+    decoded = read_segment(io.BytesIO(V1_SEGMENT), V1_KEY, expected_unit="unit-7")
+    assert decoded.plaintext == bytes(range(100)) and not decoded.truncated
+    found = inspect_segment(io.BytesIO(V1_SEGMENT)).summary()
+    assert found is not None and found.file_sha256 == hashlib.sha256(V1_SEGMENT).hexdigest()
+    cut = V1_SEGMENT[: records(V1_SEGMENT)[-1][1]]  # a crash before the trailer
+    f = io.BytesIO(cut)
+    summary = seal_truncated(f, durable=False)
+    assert summary.truncated and summary.chunks == 1
+    assert read_segment(io.BytesIO(f.getvalue()), V1_KEY).plaintext == bytes(range(100))
+    bad = bytearray(V1_SEGMENT)
+    bad[records(V1_SEGMENT)[0][0] + 40] ^= 1  # ciphertext
+    with pytest.raises(SegmentError, match="authentication failed") as err:
+        read_segment(io.BytesIO(bytes(bad)), V1_KEY)
+    assert err.value.chunk == 0
