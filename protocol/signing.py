@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -43,6 +43,8 @@ __all__ = [
     "load_private_key",
     "load_public_key",
 ]
+
+_S = TypeVar("_S", Command, Authorization, Revocation)
 
 _DOMAIN = {
     CommandBody: b"cctv-command-v1\0",
@@ -109,9 +111,9 @@ class Signer:
     def _sign(self, body: Model) -> str:
         return base64.b64encode(self._key.sign(canonical_bytes(body))).decode("ascii")
 
-    def command(self, body: CommandBody, *, seq: int, boot_id: str) -> Command:
-        return Command(
-            unit_id=body.unit_id,
+    def _signed(self, cls: type[_S], body: Model, seq: int, boot_id: str) -> _S:
+        return cls(
+            unit_id=body.unit_id,  # type: ignore[attr-defined]
             seq=seq,
             sent_at=utcnow(),
             boot_id=boot_id,
@@ -119,28 +121,15 @@ class Signer:
             signature=self._sign(body),
             body=body,
         )
+
+    def command(self, body: CommandBody, *, seq: int, boot_id: str) -> Command:
+        return self._signed(Command, body, seq, boot_id)
 
     def authorization(self, body: AuthorizationBody, *, seq: int, boot_id: str) -> Authorization:
-        return Authorization(
-            unit_id=body.unit_id,
-            seq=seq,
-            sent_at=utcnow(),
-            boot_id=boot_id,
-            key_id=self.key_id,
-            signature=self._sign(body),
-            body=body,
-        )
+        return self._signed(Authorization, body, seq, boot_id)
 
     def revocation(self, body: RevocationBody, *, seq: int, boot_id: str) -> Revocation:
-        return Revocation(
-            unit_id=body.unit_id,
-            seq=seq,
-            sent_at=utcnow(),
-            boot_id=boot_id,
-            key_id=self.key_id,
-            signature=self._sign(body),
-            body=body,
-        )
+        return self._signed(Revocation, body, seq, boot_id)
 
 
 class Verifier:

@@ -15,6 +15,7 @@ import os
 import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from provisioning.errors import AlreadyExists, ProvisioningError
 
@@ -82,21 +83,23 @@ def fleet_lock(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _toml_value(value: TomlScalar | list[str]) -> str:
+def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | os.PathLike):
         # A JSON string with ensure_ascii is a valid TOML basic string.
-        return json.dumps(value)
-    return "[" + ", ".join(json.dumps(v) for v in value) + "]"
+        return json.dumps(os.fspath(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
-def toml_document(doc: TomlTable, header: str = "") -> bytes:
+def toml_document(doc: Mapping[str, Any], header: str = "") -> bytes:
     """Render a two-level TOML document: top-level keys, then one table per mapping."""
     lines = [f"# {line}" if line else "#" for line in header.splitlines()]
-    tables: list[tuple[str, TomlTable]] = []
+    tables: list[tuple[str, Mapping[str, Any]]] = []
     for key, value in doc.items():
         if isinstance(value, Mapping):
             tables.append((key, value))

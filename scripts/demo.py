@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from provisioning import Fleet, write_broker_config  # noqa: E402
+from provisioning.files import toml_document  # noqa: E402
 
 BIN = Path(sys.executable).parent
 CLIP = ROOT.parent / "shared" / "data" / "concourse-720p.avi"
@@ -72,23 +73,8 @@ def free_port(preferred: int) -> int:
     raise RuntimeError("no free port")
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | Path):
-        return json.dumps(str(value))
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return repr(value)
-
-
 def write_toml(path: Path, doc: dict[str, Any]) -> None:
-    lines = [f"{k} = {toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
-    for section, values in doc.items():
-        if isinstance(values, dict):
-            lines.append(f"\n[{section}]")
-            lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_bytes(toml_document(doc))
 
 
 class Demo:

@@ -17,6 +17,7 @@ from typing import Any
 from protocol.messages import AuthorizationBody, GeoFence, RevocationBody
 from protocol.signing import Signer
 from provisioning import Fleet
+from provisioning.files import toml_document
 
 __all__ = ["CLIP", "AgentProcess", "authorization", "revocation", "write_toml"]
 
@@ -25,23 +26,8 @@ if not CLIP.exists():
     CLIP = Path("/work/shared/data/concourse-720p.avi")
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | Path):
-        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return repr(value)
-
-
 def write_toml(path: Path, doc: dict[str, Any]) -> None:
-    lines = [f"{k} = {_toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
-    for section, values in doc.items():
-        if isinstance(values, dict):
-            lines.append(f"\n[{section}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_bytes(toml_document(doc))
 
 
 class AgentProcess:
