@@ -8,7 +8,6 @@ import asyncio
 import io
 import itertools
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -31,22 +30,13 @@ from edge_agent.recorder.recorder import (
 )
 from protocol.evidence_keys import EvidencePrivateKey, generate_evidence_key
 from protocol.segment_format import SegmentSummaryInfo, read_segment
+from tests.harness.binaries import require_binary
 
 CLIP = Path("/work/shared/data/concourse-720p.avi")
 UNIT = "unit-rec-01"
 
 
 # -- helpers shared with the other recorder and capture tests ----------------------------
-
-
-def require_binary(name: str) -> str:
-    """The binary's path; a missing one fails under CI and skips elsewhere."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is required (install it: make system-packages)")
-        pytest.skip(f"{name} is not installed")
-    return path
 
 
 def require_clip() -> Path:
