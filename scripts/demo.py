@@ -101,6 +101,9 @@ class Demo:
         self.procs.append((name, proc))
 
     def stop(self) -> None:
+        # A second Ctrl-C or SIGTERM must not cut the orderly stop short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
