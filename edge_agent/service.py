@@ -34,6 +34,7 @@ from edge_agent.config import AgentSettings
 from edge_agent.errors import AgentError
 from edge_agent.gate import Gate
 from edge_agent.link import LinkSettings, MessageClass, Outbox, UnitLink
+from edge_agent.metrics import AgentMetrics
 from edge_agent.position import GpsdClient, Position
 from edge_agent.power import NutConfig, PowerEvent, PowerMonitor
 from edge_agent.power import PowerConfig as MonitorConfig
@@ -243,6 +244,7 @@ class Agent:
         self._storage_halt: str | None = None
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.metrics = AgentMetrics(cfg.unit_id)
         self.link.on_command(self._on_command)
         self.link.on_authorization(self._on_authorization)
 
@@ -263,6 +265,8 @@ class Agent:
             self.source.name,
         )
         await asyncio.to_thread(self.recorder.recover)
+        if self.cfg.metrics_port is not None:
+            self.metrics.serve(self.cfg.metrics_port)
         self.source.start(None)  # picture for self-tests even while not recording
         try:
             async with asyncio.TaskGroup() as tg:
@@ -300,6 +304,7 @@ class Agent:
         await self.link.close("shutdown")
 
     async def _close_stores(self) -> None:
+        self.metrics.close()
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.source.stop)
         if self.power is not None:
@@ -590,6 +595,14 @@ class Agent:
                 else (state.reason.value.replace("_", " ") if state.reason else "starting")
             )
         storage = await asyncio.to_thread(self._storage)
+        m = self.metrics
+        m.recording.set(recording)
+        m.gate_open.set(self.gate.is_open)
+        m.outbox_depth.set(self.link.depth())
+        m.outbox_dropped.set(self.link.dropped())
+        m.open_faults.set(len(self.faults.open_faults))
+        m.storage_free.set(storage.free_bytes)
+        m.segments.set(storage.segments)
         await self._publish(
             self.telemetry.heartbeat(
                 recording=recording,

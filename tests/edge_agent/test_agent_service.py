@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -112,12 +113,20 @@ def agent_factory(tmp_path: Path) -> Any:
 async def test_no_authorization_no_footage_and_the_heartbeat_says_why(
     fresh_fleet: Any, make_broker: Any, agent_factory: Any
 ) -> None:
+    from tests.harness.broker import free_port
+
     fleet = fresh_fleet(units=("cam-01",))
     broker = make_broker(fleet)
-    agent = agent_factory(fleet, "cam-01", broker)
+    port = free_port()
+    agent = agent_factory(fleet, "cam-01", broker, metrics_port=port)
     async with watch(broker) as w:
         agent.start()
         await w.wait(lambda: len(w.of(Heartbeat)) >= 4, 30, "four heartbeats")
+        metrics = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        )
+        assert b'cctv_agent_recording{unit="cam-01"} 0.0' in metrics
+        assert b'cctv_agent_gate_open{unit="cam-01"} 0.0' in metrics
         beats = w.of(Heartbeat)
         assert not any(b.recording for b in beats)
         assert all(not b.gate_open for b in beats)

@@ -31,7 +31,8 @@ def write_toml(path: Path, doc: dict[str, Any]) -> None:
 
 
 class AgentProcess:
-    """One unit's agent. `overrides` are merged into agent.toml by section."""
+    """One unit's agent. `overrides` are merged into agent.toml: a dict by section, any
+    other value as a top-level key."""
 
     def __init__(
         self,
@@ -41,7 +42,7 @@ class AgentProcess:
         workdir: Path,
         *,
         camera: str | None = None,
-        **overrides: dict[str, Any],
+        **overrides: Any,
     ) -> None:
         self.unit_id = unit_id
         self.dir = workdir / unit_id
@@ -55,8 +56,11 @@ class AgentProcess:
         doc.setdefault("storage", {}).setdefault("segment_seconds", 5)
         doc["storage"].setdefault("min_free_mb", 16)
         doc.setdefault("selftest", {}).setdefault("at_boot", False)
-        for section, values in overrides.items():
-            doc.setdefault(section, {}).update(values)
+        for key, values in overrides.items():
+            if isinstance(values, dict):
+                doc.setdefault(key, {}).update(values)
+            else:  # a top-level key
+                doc[key] = values
         self.config = self.dir / "agent.toml"
         write_toml(self.config, doc)
         self.data_dir = self.dir / doc["storage"].get("data_dir", "data")
