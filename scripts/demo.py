@@ -174,15 +174,7 @@ class Demo:
             ups_status="OB DISCHRG", battery_charge=64, battery_runtime=2400, input_voltage=0
         )
         say(f"UPS simulator (NUT upsd + dummy-ups) on 127.0.0.1:{self.nut.port}: mains failed")
-        return {
-            "source": "nut",
-            "nut_host": self.nut.host,
-            "nut_port": self.nut.port,
-            "nut_ups": self.nut.ups_name,
-            "nut_username": self.nut.username,
-            "nut_password": self.nut.password,
-            "poll_s": 5.0,
-        }
+        return dict(self.nut.agent_power(poll_s=5.0))
 
     def battery_folder(self) -> dict[str, Any]:
         root = self.work / "power_supply"

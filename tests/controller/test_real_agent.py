@@ -116,10 +116,7 @@ async def test_real_ups_mains_failure_to_callout_with_ups_facts(
     broker = make_broker(fleet)
     settings = controller_settings(broker)
     with NutServer(tmp_path / "ups") as nut:
-        power = {
-            "source": "nut", "nut_host": nut.host, "nut_port": nut.port, "nut_ups": nut.ups_name,
-            "nut_username": nut.username, "nut_password": nut.password, "poll_s": 0.5,
-        }  # fmt: skip
+        power = nut.agent_power()
         agent = AgentProcess(fleet, "cam-01", broker, tmp_path, power=power,
                              camera="synthetic:?width=320&height=180&fps=5")  # fmt: skip
         try:

@@ -220,15 +220,7 @@ async def test_low_battery_seals_and_stops_then_mains_resumes(
             fleet,
             "cam-01",
             broker,
-            power={
-                "source": "nut",
-                "nut_host": nut.host,
-                "nut_port": nut.port,
-                "nut_ups": nut.ups_name,
-                "nut_username": nut.username,
-                "nut_password": nut.password,
-                "poll_s": 0.5,
-            },
+            power=nut.agent_power(),
         )
         async with watch(broker) as w:
             agent.start()

@@ -159,6 +159,18 @@ class NutServer:
     ) -> None:
         self.stop()
 
+    def agent_power(self, poll_s: float = 0.5) -> dict[str, object]:
+        """The `[power]` section of an agent.toml that watches this UPS."""
+        return {
+            "source": "nut",
+            "nut_host": self.host,
+            "nut_port": self.port,
+            "nut_ups": self.ups_name,
+            "nut_username": self.username,
+            "nut_password": self.password,
+            "poll_s": poll_s,
+        }
+
     @property
     def target(self) -> str:
         """`ups@host:port`, as upsc and upsmon name it."""
