@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from fractions import Fraction
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import av
@@ -177,6 +177,7 @@ class CaptureSource(ABC):
         self._backoff = backoff or Backoff()
         self._sample_interval = sample_interval
         self._stop = threading.Event()
+        self._stopping = False  # mirrors `_stop` for the per-item loops: no call to read
         self._thread: threading.Thread | None = None
         self._consumer: MediaConsumer | None = None
         self._listeners: list[Listener] = []
@@ -187,7 +188,7 @@ class CaptureSource(ABC):
         self._items = 0
         self._samples = 0
         self._reopens = 0
-        self._last_item_time: float | None = None
+        self._items_at_open = 0
         self._recent: deque[float] = deque(maxlen=256)
         self._sampler: Any = None  # keyframe-only decoder for `latest_frame`
 
@@ -211,6 +212,7 @@ class CaptureSource(ABC):
             raise CaptureError(f"capture source {self.name} is already running")
         self._consumer = consumer
         self._stop.clear()
+        self._stopping = False
         self._set_state(SourceState.STARTING, None)
         scheme = urlsplit(self.url).scheme or "file"
         self._thread = threading.Thread(target=self._run, name=f"capture-{scheme}", daemon=True)
@@ -218,6 +220,7 @@ class CaptureSource(ABC):
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop reading and join the thread (blocking: call via `asyncio.to_thread`)."""
+        self._stopping = True
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -235,8 +238,9 @@ class CaptureSource(ABC):
         rate = 0.0
         if len(recent) >= 2 and recent[-1] > recent[0]:
             rate = (len(recent) - 1) / (recent[-1] - recent[0])
-        last = self._last_item_time
-        last_at = None if last is None else datetime.fromtimestamp(last, UTC)
+        last_at = None
+        if recent:  # monotonic -> wall clock
+            last_at = datetime.fromtimestamp(time.time() - (time.monotonic() - recent[-1]), UTC)
         return SourceStats(self._state, rate, self._items, self._samples, self._reopens, last_at)
 
     # -- subclass hooks (capture thread only) -------------------------------------------
@@ -294,39 +298,64 @@ class CaptureSource(ABC):
     def _pump(self, info: StreamInfo) -> bool:
         """Read until stopped or the signal is lost; True when anything was delivered."""
         self._sampler = None
-        delivered = False
+        self._items_at_open = self._items
         try:
             consumer = self._consumer
             if consumer is not None:
                 consumer.on_open(info)
-            while not self._stop.is_set():
-                item = self._read()
-                if not delivered:
-                    delivered = True
-                    self._set_state(SourceState.LIVE, None)
-                self._count()
-                if isinstance(item, av.Packet):
-                    self._maybe_sample_packet(item, info)
-                    if consumer is not None:
-                        consumer.on_packet(item)
-                else:
-                    self._maybe_sample_frame(item)
-                    if consumer is not None:
-                        consumer.on_frame(item)
+            if self.kind is MediaKind.PACKETS:
+                return self._pump_packets(info, consumer)
+            return self._pump_frames(consumer)
         except CaptureError as exc:
             self._lost(exc)
+            return self._items_at_open != self._items
         finally:
             try:
                 self._close()
             except Exception as exc:  # closing a dead stream may fail; nothing to save
                 log.debug("source=%s close failed: %s", self.name, exc)
-        return delivered
 
-    def _count(self) -> None:
-        # Per packet: keep it cheap (no datetime objects, no lock; the GIL covers these).
-        self._items += 1
-        self._recent.append(time.monotonic())
-        self._last_item_time = time.time()
+    # The two loops below run once per camera packet or picture. They keep to local
+    # names and C calls; the bookkeeping `stats()` reads is an item count and a deque of
+    # monotonic times (the wall-clock time of the last item is derived from those).
+
+    def _pump_packets(self, info: StreamInfo, consumer: MediaConsumer | None) -> bool:
+        read = cast("Callable[[], av.Packet[Any]]", self._read)
+        stamp = self._recent.append
+        deliver = consumer.on_packet if consumer is not None else None
+        sampling = self._sample_interval is not None
+        monotonic = time.monotonic
+        while not self._stopping:
+            packet = read()
+            now = monotonic()
+            if self._items == self._items_at_open:
+                self._set_state(SourceState.LIVE, None)
+            self._items += 1
+            stamp(now)
+            if sampling and packet.is_keyframe and now >= self._next_sample:
+                self._sample_packet(packet, info)
+            if deliver is not None:
+                deliver(packet)
+        return self._items != self._items_at_open
+
+    def _pump_frames(self, consumer: MediaConsumer | None) -> bool:
+        read = cast("Callable[[], av.VideoFrame]", self._read)
+        stamp = self._recent.append
+        deliver = consumer.on_frame if consumer is not None else None
+        sampling = self._sample_interval is not None
+        monotonic = time.monotonic
+        while not self._stopping:
+            frame = read()
+            now = monotonic()
+            if self._items == self._items_at_open:
+                self._set_state(SourceState.LIVE, None)
+            self._items += 1
+            stamp(now)
+            if sampling and now >= self._next_sample:
+                self._store_sample(self._sample_bgr(frame), frame.time)
+            if deliver is not None:
+                deliver(frame)
+        return self._items != self._items_at_open
 
     def _lost(self, exc: CaptureError) -> None:
         reason = exc.reason if isinstance(exc, SignalLost) else str(exc)
@@ -353,9 +382,6 @@ class CaptureSource(ABC):
 
     # -- sampling ---------------------------------------------------------------------------
 
-    def _sample_due(self) -> bool:
-        return self._sample_interval is not None and time.monotonic() >= self._next_sample
-
     def _store_sample(
         self, image: np.ndarray[Any, np.dtype[np.uint8]], media: float | None
     ) -> None:
@@ -364,13 +390,8 @@ class CaptureSource(ABC):
         self._samples += 1
         self._latest = SampledFrame(image, _utcnow(), media)
 
-    def _maybe_sample_frame(self, frame: av.VideoFrame) -> None:
-        if self._sample_due():
-            self._store_sample(self._sample_bgr(frame), frame.time)
-
-    def _maybe_sample_packet(self, packet: av.Packet[Any], info: StreamInfo) -> None:
-        if not packet.is_keyframe or not self._sample_due():
-            return
+    def _sample_packet(self, packet: av.Packet[Any], info: StreamInfo) -> None:
+        """Decode a keyframe for `latest_frame` (called when a sample is due)."""
         try:
             if self._sampler is None:
                 template = info.template

@@ -91,16 +91,15 @@ class _AvSource(CaptureSource):
     def _next_packet(self) -> av.Packet[Any] | None:
         """Next packet with a decode timestamp, or None at the end of the input."""
         try:
-            while True:
-                packet = next(self._demux)
-                if packet.dts is not None and packet.size > 0:
+            for packet in self._demux:  # leaves the generator open for the next call
+                dts = packet.dts
+                if dts is not None and packet.size:
                     if packet.pts is None:
-                        packet.pts = packet.dts
+                        packet.pts = dts
                     return packet  # type: ignore[no-any-return]
-        except StopIteration:
-            return None
         except av.FFmpegError as exc:
             raise SignalLost(f"read failed: {exc.__class__.__name__}: {exc}") from exc
+        return None
 
     def _read(self) -> av.Packet[Any]:
         packet = self._next_packet()
@@ -135,7 +134,8 @@ class NetworkSource(_AvSource):
 class FileSource(_AvSource):
     """A video file played in a loop with continuous timestamps, so it behaves like a
     camera. Paced in real time by default; ``?speed=8`` plays eight times faster and
-    ``?realtime=0`` reads as fast as possible."""
+    ``?realtime=0`` reads as fast as possible. ``?loops=3`` plays the file three times,
+    then the signal is lost (as a camera that stops), for tests and benchmarks."""
 
     def __init__(
         self,
@@ -143,6 +143,7 @@ class FileSource(_AvSource):
         *,
         realtime: bool | None = None,
         speed: float | None = None,
+        loops: int | None = None,
         **kwargs: Any,
     ) -> None:
         parts = urlsplit(url)
@@ -162,10 +163,19 @@ class FileSource(_AvSource):
             raise UnsupportedSource(url, "speed must be a number") from exc
         if not 0 < speed <= 1000:
             raise UnsupportedSource(url, "speed must be in (0, 1000]")
+        if loops is None and "loops" in query:
+            try:
+                loops = int(query["loops"][0])
+            except ValueError as exc:
+                raise UnsupportedSource(url, "loops must be a whole number") from exc
+        if loops is not None and loops < 1:
+            raise UnsupportedSource(url, "loops must be at least 1")
         super().__init__(url, **kwargs)
         self.path = Path(path)
         self.realtime = realtime
         self.speed = speed
+        self.loops = loops
+        self._passes = 0  # whole passes played since the file was opened
         self._offset = 0  # added to every timestamp, grows by one file length per loop
         self._first_dts: int | None = None
         self._last_dts: int | None = None
@@ -181,6 +191,7 @@ class FileSource(_AvSource):
             raise SignalLost(f"no such file: {self.path}")
         info = super()._open()
         self._offset = 0
+        self._passes = 0
         self._first_dts = self._last_dts = None
         self._clock0 = None
         return info
@@ -190,6 +201,9 @@ class FileSource(_AvSource):
         if packet is None:  # loop: rewind and carry on one frame after the last one
             if self._first_dts is None or self._last_dts is None:
                 raise SignalLost("file has no video packets")
+            self._passes += 1
+            if self.loops is not None and self._passes >= self.loops:
+                raise SignalLost(f"end of file after {self._passes} passes")
             self._offset += self._last_dts - self._first_dts + self._step
             self._first_dts = self._last_dts = None
             self._container.seek(0, stream=self._stream)
@@ -197,15 +211,17 @@ class FileSource(_AvSource):
             packet = self._next_packet()
             if packet is None:
                 raise SignalLost("file has no video packets")
-        dts, pts = _stamps(packet)
-        if self._first_dts is None:
+        dts: int = packet.dts  # type: ignore[assignment]  # set: see `_next_packet`
+        last = self._last_dts
+        if last is None:
             self._first_dts = dts
-        elif self._last_dts is not None and dts > self._last_dts:
-            self._step = dts - self._last_dts
+        elif dts > last:
+            self._step = dts - last
         self._last_dts = dts
-        if self._offset:
-            packet.pts = pts + self._offset
-            packet.dts = dts + self._offset
+        offset = self._offset
+        if offset:
+            packet.dts = dts + offset
+            packet.pts = packet.pts + offset  # type: ignore[operator]
         if self.realtime:
             self._pace(packet)
         return packet

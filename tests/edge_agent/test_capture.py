@@ -200,6 +200,24 @@ def test_file_source_loops_with_continuous_timestamps() -> None:
     assert keyframes[:6] == [0, 128, 256, 341, 469, 597]
 
 
+def test_file_source_with_loops_ends_after_them_as_a_lost_signal() -> None:
+    require_clip()
+    source = FileSource(f"file:{CLIP}?realtime=0&loops=2", sample_interval=None)
+    consumer = Collector(keep=1000)
+    events: list[SourceEvent] = []
+    source.add_listener(events.append)
+    run_for(source, consumer, lambda: bool(consumer.lost))
+    assert consumer.count == 2 * 341, "two whole passes of the clip, then nothing"
+    assert consumer.lost == ["end of file after 2 passes"]
+    dts = [d for _, d, _ in consumer.packets]
+    assert all(b > a for a, b in itertools.pairwise(dts))
+    assert [e.state for e in events][:3] == [SourceState.STARTING, SourceState.LIVE,
+                                             SourceState.LOST]  # fmt: skip
+    for bad in ("loops=0", "loops=two", "loops=-1"):
+        with pytest.raises(UnsupportedSource, match="loops"):
+            FileSource(f"file:{CLIP}?{bad}")
+
+
 def test_file_source_plays_in_real_time_by_default() -> None:
     require_clip()
     source = open_source(str(CLIP), sample_interval=None)
