@@ -8,6 +8,7 @@ paths are relative to the folder of the TOML file.
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,7 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from edge_agent.errors import AgentError
 from protocol.topics import DEFAULT_ROOT, validate_unit_id
 
-__all__ = ["AgentSettings", "ConfigError", "load_config"]
+__all__ = ["AgentSettings", "ConfigError", "RuntimeSettings", "load_config"]
 
 
 class ConfigError(AgentError):
@@ -157,6 +158,24 @@ class AgentSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment overrides the file (the file arrives as init kwargs).
         return (env_settings, init_settings)
+
+
+@dataclass
+class RuntimeSettings:
+    """The settings a signed `set_config` command may change while the agent runs (with
+    the self-test thresholds, which the self-test runner holds); read afresh at each use."""
+
+    selftest_schedule: list[str]
+    heartbeat_interval_s: float
+    power_interval_s: float
+
+    @classmethod
+    def from_settings(cls, cfg: AgentSettings) -> RuntimeSettings:
+        return cls(
+            selftest_schedule=list(cfg.selftest.schedule),
+            heartbeat_interval_s=cfg.link.heartbeat_interval_s,
+            power_interval_s=cfg.link.power_interval_s,
+        )
 
 
 def _describe(exc: ValidationError) -> tuple[str, str]:

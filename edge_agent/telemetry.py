@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protocol.messages import (
     AuthorizationRefused,
@@ -16,13 +16,23 @@ from protocol.messages import (
     GateChanged,
     Heartbeat,
     PowerStatus,
+    RecordingIndex,
     RecordingStarted,
     RecordingStopped,
+    SegmentSummary,
     StorageStatus,
     utcnow,
 )
 
-__all__ = ["Telemetry"]
+if TYPE_CHECKING:
+    from edge_agent.selftest.runner import SelfTestReport
+
+__all__ = ["MessageBuilder", "Publish", "Telemetry"]
+
+#: Builds a message once the outbox has allocated its seq.
+MessageBuilder = Callable[[int], Envelope]
+#: Queues a message for the controller (the agent's `_publish`: it logs, never raises).
+Publish = Callable[[MessageBuilder], Coroutine[Any, Any, None]]
 
 EventBody = (
     FaultRaised
@@ -49,18 +59,34 @@ class Telemetry:
             "boot_id": self._boot_id(),
         }
 
-    def event(self, body: EventBody, at: datetime | None = None) -> Callable[[int], Envelope]:
+    def event(self, body: EventBody, at: datetime | None = None) -> MessageBuilder:
         return lambda seq: Event(**self._env(seq), at=at or utcnow(), event=body)
 
-    def heartbeat(self, **fields: Any) -> Callable[[int], Envelope]:
+    def heartbeat(self, **fields: Any) -> MessageBuilder:
         return lambda seq: Heartbeat(**self._env(seq), **fields)
 
-    def power(self, snapshot: dict[str, Any]) -> Callable[[int], Envelope]:
+    def power(self, snapshot: dict[str, Any]) -> MessageBuilder:
         return lambda seq: PowerStatus(**self._env(seq), **snapshot)
+
+    def selftest(
+        self, report: SelfTestReport, report_id: str, command_id: str | None
+    ) -> MessageBuilder:
+        return lambda seq: report.to_message(
+            unit_id=self.unit_id,
+            seq=seq,
+            boot_id=self._boot_id(),
+            report_id=report_id,
+            command_id=command_id,
+        )
+
+    def segments(self, segments: list[SegmentSummary], checkpoint_signature: str) -> MessageBuilder:
+        return lambda seq: RecordingIndex(
+            **self._env(seq), segments=segments, checkpoint_signature=checkpoint_signature
+        )
 
     def ack(
         self, command_id: str, status: Any, reason: str, result: dict[str, Any]
-    ) -> Callable[[int], Envelope]:
+    ) -> MessageBuilder:
         return lambda seq: CommandAck(
             **self._env(seq),
             command_id=command_id,
