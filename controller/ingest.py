@@ -1,19 +1,13 @@
 """Ingest: every message from the units, validated, de-duplicated and stored in batches.
 
 For each received message:
-1. the topic must be a unit topic (`Topics.parse`); messages on the to-unit channels
-   (our own commands and authorizations, echoed by the broker) are ignored;
-2. the payload must decode (`protocol.messages.decode`), its `unit_id` must be the
-   topic's and its kind must travel on the topic's channel; anything else is
+1. it is validated (`ingest_validation`): a message on a to-unit channel (our own,
+   echoed by the broker) is ignored; a bad topic, payload, unit or channel is
    quarantined (topic, payload prefix, reason, time) and counted, never raised;
-3. `seq` is per unit and monotonic across restarts: a seq at or below the highest seen
-   is a duplicate (a QoS 1 redelivery) and dropped, unless it falls in a recorded gap,
-   which it then fills (an outbox replay after a reconnect arrives after the newer
-   online state). A jump records the missing range as a gap. The one seq a unit reserves
-   for its last will at each connection (the seq just before its online state) is kept
-   as a gap of reason "will", not counted as loss, and filled if the will fires;
-4. only a message newer than everything applied may change the live state, so a late
-   replay never rolls a unit's state back.
+2. its per-unit `seq` (`ingest_sequence`) tells a new message from a QoS 1 redelivery
+   (dropped) or a late one filling a recorded gap (an outbox replay after a reconnect);
+3. only a message newer than everything applied may change the live state, so a late
+   replay never rolls a unit's state back (`ingest_apply`).
 
 Writes are batched: one transaction per `ingest.batch_max` messages or
 `ingest.batch_interval_ms`, whichever comes first. A failing batch is retried message
@@ -29,7 +23,6 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import aiomqtt
@@ -37,23 +30,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from controller.callouts import CalloutService, preload_faults
+from controller.callout_faults import preload_faults
+from controller.callouts import CalloutService
 from controller.config import ControllerSettings
 from controller.ingest_apply import apply_message, known_reports
+from controller.ingest_sequence import sequence
+from controller.ingest_validation import Accepted, Batch, Received, Rejected, classify, quarantine
 from controller.metrics import ControllerMetrics
 from controller.notify import Notifier
 from controller.store.base import Database, utcnow
-from controller.store.fleet import QuarantinedMessage, SeqGap, Unit, UnitStatus
-from protocol.errors import (
-    MessageError,
-    PayloadTooLarge,
-    ProtocolError,
-    UnknownKind,
-    UnknownTopic,
-    VersionMismatch,
-)
-from protocol.messages import Event, Message, UnitState, channel_for, decode
-from protocol.topics import Direction
+from controller.store.fleet import SeqGap, Unit, UnitStatus
+from protocol.messages import Event, Message
 
 __all__ = ["Handler", "Ingest", "Received"]
 
@@ -62,49 +49,7 @@ log = logging.getLogger(__name__)
 #: Extra handling per message kind (e.g. "recording_index", "command_ack"), run in the
 #: batch's transaction after the message is accepted.
 Handler = Callable[[AsyncSession, Message], Awaitable[None]]
-PREFIX_BYTES = 256
-#: A seq at or below this from a boot id not seen before, far below the highest seq,
-#: means the unit's seq store was reset (a reinstalled unit): start again from it.
-SEQ_RESET_MAX = 16
 _IN_CHUNK = 500
-
-
-@dataclass(slots=True)
-class Received:
-    topic: str
-    payload: bytes
-    received_at: datetime
-
-
-@dataclass(slots=True)
-class _Accepted:
-    item: Received
-    unit_id: str
-    message: Message
-
-
-@dataclass(slots=True)
-class _Rejected:
-    item: Received
-    unit_id: str | None
-    reason: str
-    detail: str
-
-
-@dataclass(slots=True)
-class _Batch:
-    accepted: list[_Accepted] = field(default_factory=list)
-    rejected: list[_Rejected] = field(default_factory=list)
-
-
-def _reason(exc: ProtocolError) -> str:
-    if isinstance(exc, PayloadTooLarge):
-        return "too_large"
-    if isinstance(exc, UnknownKind):
-        return "unknown_kind"
-    if isinstance(exc, VersionMismatch):
-        return "version"
-    return "malformed"
 
 
 class Ingest:
@@ -180,33 +125,8 @@ class Ingest:
             if not self._pending:
                 self._idle.set()
 
-    def classify(self, items: Sequence[Received]) -> _Batch:
-        out = _Batch()
-        for item in items:
-            try:
-                unit_id, channel = self.topics.parse(item.topic)
-            except UnknownTopic as exc:
-                out.rejected.append(_Rejected(item, None, "unknown_topic", str(exc)))
-                continue
-            if channel.direction is Direction.TO_UNIT:
-                continue  # the controller's own commands/authorizations, echoed back
-            try:
-                message = decode(item.payload)
-            except MessageError as exc:
-                out.rejected.append(_Rejected(item, unit_id, _reason(exc), str(exc)))
-                continue
-            if message.unit_id != unit_id:
-                detail = f"message unit_id {message.unit_id!r} on unit {unit_id!r}'s topic"
-                out.rejected.append(_Rejected(item, unit_id, "unit_mismatch", detail))
-            elif channel_for(message) != channel:
-                detail = f"a {message.kind!r} message on the {channel.value!r} channel"
-                out.rejected.append(_Rejected(item, unit_id, "wrong_channel", detail))
-            else:
-                out.accepted.append(_Accepted(item, unit_id, message))
-        return out
-
     async def _store_with_retry(self, items: list[Received]) -> None:
-        batch = self.classify(items)
+        batch = classify(self.topics, items)
         attempt = 0
         while True:
             try:
@@ -226,24 +146,24 @@ class Ingest:
                 break
         for accepted in batch.accepted:
             try:
-                await self._store(_Batch(accepted=[accepted]))
+                await self._store(Batch(accepted=[accepted]))
             except Exception as exc:  # a bug or bad data must not stop ingest
                 log.exception("unit=%s message could not be stored", accepted.unit_id)
-                reject = _Rejected(
+                reject = Rejected(
                     accepted.item,
                     accepted.unit_id,
                     "processing_error",
                     f"{type(exc).__name__}: {exc}",
                 )
-                await self._store(_Batch(rejected=[reject]))
+                await self._store(Batch(rejected=[reject]))
         if batch.rejected:
-            await self._store(_Batch(rejected=batch.rejected))
+            await self._store(Batch(rejected=batch.rejected))
 
-    async def _store(self, batch: _Batch) -> None:
-        applied: list[_Accepted] = []
+    async def _store(self, batch: Batch) -> None:
+        applied: list[Accepted] = []
         async with self.db.session() as session:
             for rejected in batch.rejected:
-                self._quarantine(session, rejected)
+                quarantine(session, rejected)
             if batch.accepted:
                 applied = await self._apply(session, batch.accepted)
             await session.commit()
@@ -272,20 +192,6 @@ class Ingest:
         self.quarantined += len(batch.rejected)
         for observer in self.lag_observers:
             observer(lags)
-
-    def _quarantine(self, session: AsyncSession, rejected: _Rejected) -> None:
-        payload = rejected.item.payload
-        session.add(
-            QuarantinedMessage(
-                received_at=rejected.item.received_at,
-                topic=rejected.item.topic[:300],
-                unit_id=rejected.unit_id,
-                reason=rejected.reason,
-                detail=rejected.detail[:500],
-                payload_size=len(payload),
-                payload_prefix=payload[:PREFIX_BYTES].decode("utf-8", "backslashreplace"),
-            )
-        )
 
     async def _load(
         self, session: AsyncSession, unit_ids: list[str], need_units: set[str]
@@ -338,7 +244,7 @@ class Ingest:
         await preload_faults(session, unit_ids)
         return units, statuses, gaps
 
-    async def _apply(self, session: AsyncSession, accepted: list[_Accepted]) -> list[_Accepted]:
+    async def _apply(self, session: AsyncSession, accepted: list[Accepted]) -> list[Accepted]:
         unit_ids = sorted({a.unit_id for a in accepted})
         need_units = {a.unit_id for a in accepted if isinstance(a.message, Event)}
         units, statuses, gaps = await self._load(session, unit_ids, need_units)
@@ -346,7 +252,8 @@ class Ingest:
         applied = []
         for item in accepted:
             status = statuses[item.unit_id]
-            verdict = await self._sequence(session, status, gaps.setdefault(item.unit_id, []), item)
+            unit_gaps = gaps.setdefault(item.unit_id, [])
+            verdict = await sequence(session, self.metrics, status, unit_gaps, item.message)
             if verdict is None:
                 status.duplicates += 1
                 self.duplicates += 1
@@ -367,91 +274,6 @@ class Ingest:
                 await handler(session, item.message)
             applied.append(item)
         return applied
-
-    async def _sequence(
-        self, session: AsyncSession, status: UnitStatus, gaps: list[SeqGap], item: _Accepted
-    ) -> bool | None:
-        """True: newest message; False: a late one filling a gap; None: a duplicate."""
-        message, seq = item.message, item.message.seq
-        last = status.last_seq
-        if last is None or seq > last:
-            if last is not None and seq > last + 1:
-                self._record_gap(session, status, gaps, last + 1, seq - 1, message)
-            elif last is None and seq > 0 and isinstance(message, UnitState) and message.online:
-                # First contact: still keep the seq reserved for this connection's will.
-                self._record_gap(session, status, gaps, seq - 1, seq - 1, message)
-            status.last_seq = seq
-            return True
-        for gap in gaps:
-            if gap.first_seq <= seq <= gap.last_seq:
-                await self._fill(session, gaps, gap, seq)
-                if gap.reason == "missing":
-                    status.missing = max(0, status.missing - 1)
-                    self.metrics.late.inc()
-                return False
-        if seq <= SEQ_RESET_MAX < last - seq and message.boot_id != status.boot_id:
-            log.warning(
-                "unit=%s seq reset from %s to %s (new boot %s)",
-                item.unit_id,
-                last,
-                seq,
-                message.boot_id,
-            )
-            for gap in list(gaps):
-                await self._drop(session, gaps, gap)
-            session.info.setdefault("seq_resets", []).append(item.unit_id)
-            status.last_seq = seq
-            return True
-        return None
-
-    def _record_gap(
-        self,
-        session: AsyncSession,
-        status: UnitStatus,
-        gaps: list[SeqGap],
-        first: int,
-        last: int,
-        message: Message,
-    ) -> None:
-        now = utcnow()
-        if isinstance(message, UnitState) and message.online:
-            # The seq just before a unit's online state is reserved for its will.
-            ranges = [(first, last - 1, "missing"), (last, last, "will")]
-        else:
-            ranges = [(first, last, "missing")]
-        for a, b, reason in ranges:
-            if a > b:
-                continue
-            gap = SeqGap(
-                unit_id=status.unit_id, first_seq=a, last_seq=b, reason=reason, detected_at=now
-            )
-            session.add(gap)
-            gaps.append(gap)
-            if reason == "missing":
-                status.missing += b - a + 1
-                self.metrics.gaps.inc(b - a + 1)
-
-    async def _drop(self, session: AsyncSession, gaps: list[SeqGap], gap: SeqGap) -> None:
-        gaps.remove(gap)
-        if gap in session.new:
-            session.expunge(gap)
-        else:
-            await session.delete(gap)
-
-    async def _fill(self, session: AsyncSession, gaps: list[SeqGap], gap: SeqGap, seq: int) -> None:
-        await self._drop(session, gaps, gap)
-        pieces = [(gap.first_seq, seq - 1), (seq + 1, gap.last_seq)]
-        for a, b in pieces:
-            if a <= b:
-                piece = SeqGap(
-                    unit_id=gap.unit_id,
-                    first_seq=a,
-                    last_seq=b,
-                    reason=gap.reason,
-                    detected_at=gap.detected_at,
-                )
-                session.add(piece)
-                gaps.append(piece)
 
     def is_fresh(self, sent_at: datetime, now: datetime) -> bool:
         return sent_at >= now - timedelta(seconds=self.settings.offline_timeout_s)

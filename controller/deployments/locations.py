@@ -8,7 +8,8 @@ from sqlalchemy import select
 from controller import audit
 from controller.deployments.errors import InvalidDeployment, LocationInUse, UnknownLocation
 from controller.deployments.models import LocationIn
-from controller.deployments.workflow import REQUESTERS, Actor, DeploymentWorkflow
+from controller.deployments.workflow import Actor, DeploymentWorkflow
+from controller.deployments.workflow_base import REQUESTERS
 from controller.store.deployments import (
     LIVE_STATUSES,
     DeploymentRow,

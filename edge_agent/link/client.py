@@ -30,98 +30,64 @@ certificate (see `edge_agent.link.tls`) or a refused subscription is a *refusal*
 `refusals_before_fatal` consecutive refusals raise `LinkRefused` from `run()`. Anything
 else (refused TCP, DNS, timeouts, broker restarts) is retried forever with capped
 exponential backoff and full jitter, reset after a connection held `stable_after_s`.
+
+Opening a connection and telling a refusal from a network fault:
+`edge_agent.link.connecting`; subscribing, announcing and serving one connection:
+`edge_agent.link.session`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import math
 import random
 import ssl
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
 
 import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
 
+from edge_agent.link.connecting import (
+    ConnectFailed,
+    SessionEnded,
+    check_still_refused,
+    describe,
+    enter_client,
+    reconnect_delay,
+)
 from edge_agent.link.errors import LinkClosed, LinkDown, LinkError, LinkRefused
-from edge_agent.link.inbound import AuthorizationHandler, CommandHandler, Inbound
+from edge_agent.link.inbound import AuthorizationHandler, CommandHandler
 from edge_agent.link.outbox import MessageClass, Outbox
-from edge_agent.link.sender import OutboxSender
+from edge_agent.link.session import LinkSession
 from edge_agent.link.settings import LinkSettings
-from edge_agent.link.tls import Verdict, client_context, diagnose, network_detail
-from protocol.messages import Envelope, UnitState, encode, utcnow
-from protocol.topics import Channel, Topics
+from edge_agent.link.tls import Verdict, client_context
+from protocol.messages import Envelope, encode
 
 __all__ = ["WILL_SEQ", "AuthorizationHandler", "CommandHandler", "UnitLink", "reconnect_delay"]
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-#: CONNACK reason codes that retrying cannot fix (paho maps MQTT 3.1.1 return codes 1-5
-#: onto the MQTT 5 codes 132-136; 136 "server unavailable" is worth retrying).
-_FATAL_CONNACK = {
-    132: "unsupported protocol version",
-    133: "client identifier not accepted",
-    134: "bad user name or password",
-    135: "not authorised",
-    138: "banned",
-    140: "bad authentication method",
-}
 #: The seq of the will: the counter starts at 1, so 0 never collides with a real message.
 WILL_SEQ = 0
 
 
-class _ConnectFailed(Exception):
-    def __init__(self, verdict: Verdict, detail: str) -> None:
-        super().__init__(detail)
-        self.verdict = verdict
-        self.detail = detail
-
-
-class UnitLink:
+class UnitLink(LinkSession):
     """The unit's MQTT link: durable outbox, ordered replay, reconnect, inbound commands."""
 
     def __init__(
         self, settings: LinkSettings, outbox: Outbox, *, rng: random.Random | None = None
     ) -> None:
-        self.settings = settings
-        self._outbox = outbox
-        topics = Topics(settings.topic_root)
-        self._state_topic = topics.unit(settings.unit_id, Channel.STATE)
-        self._cmd_topic = topics.unit(settings.unit_id, Channel.CMD)
-        self._authz_topic = topics.unit(settings.unit_id, Channel.AUTHZ)
+        super().__init__(settings, outbox)
         self._rng = rng or random.Random()
-        # One thread owns the SQLite work so an fsync never stalls the event loop.
-        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
-        #: Set while connected, subscribed and announced online.
-        self.connected = asyncio.Event()
-        self._stop = asyncio.Event()
         self._finished = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
         self._running = False
         self._refused = False
-        self._close_reason = "shutdown"
         self._closed = False
-        self._inbound = Inbound(settings.unit_id, topics)
-        self._sender = OutboxSender(
-            outbox, self._in_db, inflight=settings.inflight, ack_timeout=settings.ack_timeout_s
-        )
-        self.connects = 0
         self.failed_attempts = 0
 
     # -- public API ------------------------------------------------------------------------
-
-    @property
-    def boot_id(self) -> str:
-        """This process's boot id (fresh each start, recorded in the outbox)."""
-        return self._outbox.boot_id
 
     def on_command(self, handler: CommandHandler) -> None:
         self._inbound.command_handlers.append(handler)
@@ -233,7 +199,7 @@ class UnitLink:
             try:
                 connected_at = await self._session(context)
                 why = "closed"
-            except _ConnectFailed as exc:
+            except ConnectFailed as exc:
                 self.failed_attempts += 1
                 self._refused = exc.verdict is Verdict.REFUSED
                 if self._refused:
@@ -244,7 +210,7 @@ class UnitLink:
                 else:
                     refusals = 0
                 why = exc.detail
-            except _SessionEnded as exc:
+            except SessionEnded as exc:
                 connected_at, why, refusals = exc.connected_at, exc.detail, 0
                 self._refused = False
             if self._stop.is_set():
@@ -259,15 +225,10 @@ class UnitLink:
                     await self._stop.wait()
 
     async def _session(self, context: ssl.SSLContext) -> float | None:
-        """One connection. Returns on close(); raises _ConnectFailed or _SessionEnded."""
+        """One connection. Returns on close(); raises ConnectFailed or SessionEnded."""
         s = self.settings
         if self._refused:
-            # After a refusal, a TLS-only dial tells in milliseconds whether the broker
-            # still refuses us; a full MQTT connect would wait for a CONNACK that never
-            # comes (TLS 1.3: the alert arrives after the handshake).
-            found = await diagnose(s.host, s.port, context, within=s.connect_timeout_s)
-            if found.verdict is Verdict.REFUSED:
-                raise _ConnectFailed(found.verdict, found.detail)
+            await check_still_refused(s, context)
         will = aiomqtt.Will(
             self._state_topic,
             encode(self._state(WILL_SEQ, online=False, reason="connection lost")),
@@ -287,145 +248,19 @@ class UnitLink:
         )
         client.pending_calls_threshold = s.inflight + 4
         async with contextlib.AsyncExitStack() as stack:
-            try:
-                async with asyncio.timeout(s.connect_timeout_s * 2):
-                    await stack.enter_async_context(client)
-            except MqttConnectError as exc:
-                code = _code(exc.rc)
-                if code in _FATAL_CONNACK:
-                    raise _ConnectFailed(Verdict.REFUSED, _FATAL_CONNACK[code]) from exc
-                raise _ConnectFailed(Verdict.NETWORK, f"connection refused: {exc}") from exc
-            except (aiomqtt.MqttError, TimeoutError) as exc:
-                # aiomqtt keeps paho's socket error only as the context. A plain socket
-                # error (refused, unreachable, DNS) needs no probe; a TLS error or a
-                # timeout (TLS 1.3 refusals look like a CONNACK timeout) does.
-                cause = exc.__context__
-                if isinstance(cause, OSError) and not isinstance(
-                    cause, ssl.SSLError | TimeoutError
-                ):
-                    raise _ConnectFailed(
-                        Verdict.NETWORK, network_detail(cause, s.host, s.port)
-                    ) from exc
-                found = await diagnose(s.host, s.port, context, within=s.connect_timeout_s)
-                raise _ConnectFailed(found.verdict, found.detail) from exc
+            await enter_client(stack, client, s, context)
             connected_at = time.monotonic()
             try:
                 await self._announce(client)
                 await self._serve(client)
                 await self._announce_offline(client)
-            except _ConnectFailed:
+            except ConnectFailed:
                 raise
             except Exception as exc:
-                raise _SessionEnded(connected_at, _describe(exc)) from exc
+                raise SessionEnded(connected_at, describe(exc)) from exc
             finally:
                 self._client = None
                 self.connected.clear()
                 await self._sender.flush_acks()
             return connected_at
         return None  # pragma: no cover (AsyncExitStack does not swallow)
-
-    async def _announce(self, client: aiomqtt.Client) -> None:
-        """Subscribe first, then the retained online state (seq from the same counter)."""
-        s = self.settings
-        async with asyncio.timeout(s.ack_timeout_s):
-            granted = await client.subscribe(
-                [(self._cmd_topic, 1), (self._authz_topic, 1)], timeout=math.inf
-            )
-        refused = [
-            topic
-            for topic, code in zip((self._cmd_topic, self._authz_topic), granted, strict=False)
-            if _code(code) >= 0x80
-        ]
-        if refused or len(granted) != 2:
-            raise _ConnectFailed(
-                Verdict.REFUSED, f"not authorised to subscribe to {', '.join(refused)}"
-            )
-        seq = await self._in_db(self._outbox.next_seq)
-        online = encode(self._state(seq, online=True))
-        async with asyncio.timeout(s.ack_timeout_s):
-            await client.publish(self._state_topic, online, qos=1, retain=True, timeout=math.inf)
-        self.connects += 1
-        self._client = client
-        self.connected.set()
-        log.info(
-            "unit=%s link up: %s:%d, %d message(s) to replay",
-            s.unit_id,
-            s.host,
-            s.port,
-            self._outbox.depth(),
-        )
-
-    async def _announce_offline(self, client: aiomqtt.Client) -> None:
-        """On close: the retained offline state, with the reason and the next seq."""
-        s = self.settings
-        seq = await self._in_db(self._outbox.next_seq)
-        offline = encode(self._state(seq, online=False, reason=self._close_reason))
-        try:
-            async with asyncio.timeout(s.ack_timeout_s):
-                await client.publish(
-                    self._state_topic, offline, qos=1, retain=True, timeout=math.inf
-                )
-        except (aiomqtt.MqttError, TimeoutError) as exc:
-            log.warning("unit=%s link: offline state not sent: %s", s.unit_id, exc)
-
-    async def _serve(self, client: aiomqtt.Client) -> None:
-        unit = self.settings.unit_id
-        async with asyncio.TaskGroup() as tg:
-            tasks = [
-                tg.create_task(self._receive(client), name=f"link-receive-{unit}"),
-                tg.create_task(self._sender.send(client), name=f"link-send-{unit}"),
-                tg.create_task(self._sender.acker(), name=f"link-ack-{unit}"),
-                tg.create_task(self._stop.wait(), name=f"link-stop-{unit}"),
-            ]
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in tasks:
-                task.cancel()
-
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            await self._inbound.dispatch(str(message.topic), message.payload)
-
-    # -- helpers ---------------------------------------------------------------------------
-
-    def _state(self, seq: int, *, online: bool, reason: str = "") -> UnitState:
-        return UnitState(
-            unit_id=self.settings.unit_id,
-            seq=seq,
-            sent_at=utcnow(),
-            boot_id=self.boot_id,
-            online=online,
-            agent_version=self.settings.agent_version,
-            reason=reason,
-        )
-
-    async def _in_db(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._db, functools.partial(fn, *args))
-
-
-class _SessionEnded(Exception):
-    def __init__(self, connected_at: float, detail: str) -> None:
-        super().__init__(detail)
-        self.connected_at = connected_at
-        self.detail = detail
-
-
-def reconnect_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Full jitter: uniform(0, min(cap, base * 2**attempt)), so a fleet that lost its broker
-    together does not come back in step (attempt counts from 0)."""
-    return rng.uniform(0.0, min(cap, base * 2.0 ** min(attempt, 32)))
-
-
-def _code(rc: object) -> int:
-    """The number of a paho ReasonCode or of a plain MQTT 3.1.1 return code."""
-    value = getattr(rc, "value", rc)
-    return value if isinstance(value, int) else -1
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for a lost connection, from the first leaf of an exception group."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    if isinstance(exc, TimeoutError):
-        return "no acknowledgement in time"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

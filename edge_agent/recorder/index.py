@@ -1,6 +1,7 @@
 """The unit's local segment index: one SQLite file (WAL, synchronous=FULL) listing every
 sealed segment with its size, sha256 and place in a hash chain, the deletions retention
 made (chained too: recorded, never hidden), and signed checkpoints of the chain's head.
+Checking it and recovering it after a crash is `edge_agent.recorder.index_verify`'s work.
 
 Synchronous and thread-safe (one connection behind a lock): the recorder calls it from
 its writer thread, async code through `asyncio.to_thread`. The chain rules and the
@@ -19,29 +20,21 @@ from pathlib import Path
 from typing import Any, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from protocol.errors import SegmentError
-from protocol.segment_format import (
-    SEGMENT_SUFFIX,
-    SegmentSummaryInfo,
-    canonical_json,
-    iso_utc,
-    seal_truncated,
-    segment_file_name,
-)
+from protocol.segment_format import SegmentSummaryInfo, canonical_json, iso_utc, segment_file_name
 from protocol.segment_manifest import (
     GENESIS_HASH,
     ChainEntry,
     Checkpoint,
     SegmentManifest,
     chain_hash,
-    check_chain,
     deletion_entry,
     segment_entry,
 )
 
 from .errors import CheckpointError, DuplicateSegment, SegmentIndexError, UnknownSegment
+from .index_entry import IndexEntry
+from .index_verify import ChainReport, VerifyReport, check_index, reconcile_files
 
 __all__ = ["ChainReport", "IndexEntry", "SegmentIndex", "VerifyReport"]
 
@@ -67,69 +60,6 @@ _COLUMNS = (
     "seq, segment_id, started_at, ended_at, file_name, size, sha256, chunks, plaintext_bytes, "
     "truncated, chain_hash, deleted_at, deleted_reason, held"
 )
-
-
-class IndexEntry(BaseModel):
-    """One segment as the index holds it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    seq: int
-    segment_id: str
-    started_at: AwareDatetime
-    ended_at: AwareDatetime
-    file_name: str
-    size: int
-    sha256: str
-    chunks: int
-    plaintext_bytes: int
-    truncated: bool
-    chain_hash: str
-    deleted_at: AwareDatetime | None
-    deleted_reason: str | None
-    held: bool
-
-    def summary(self, unit_id: str) -> SegmentSummaryInfo:
-        return SegmentSummaryInfo(
-            segment_id=self.segment_id,
-            unit_id=unit_id,
-            started_at=self.started_at,
-            ended_at=self.ended_at,
-            chunks=self.chunks,
-            plaintext_bytes=self.plaintext_bytes,
-            file_bytes=self.size,
-            file_sha256=self.sha256,
-            truncated=self.truncated,
-        )
-
-
-class ChainReport(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    entries: int
-    problems: list[str] = Field(description="Each break in the chain or its checkpoints")
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-class VerifyReport(BaseModel):
-    """What `SegmentIndex.verify` found on disk and what it repaired."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    checked: int = 0
-    added: list[str] = Field(default_factory=list, description="files indexed now")
-    sealed_truncated: list[str] = Field(default_factory=list, description="crash-cut files")
-    missing: list[str] = Field(default_factory=list, description="indexed, file gone")
-    altered: list[str] = Field(default_factory=list, description="size or sha256 differs")
-    removed: list[str] = Field(default_factory=list, description="deleted but still on disk")
-    damaged: list[str] = Field(default_factory=list, description="files that cannot be read")
-
-    @property
-    def clean(self) -> bool:
-        return not (self.added or self.missing or self.altered or self.removed or self.damaged)
 
 
 def _utcnow() -> datetime:
@@ -368,33 +298,9 @@ class SegmentIndex:
         every stored checkpoint against the unit's public key."""
         if public_key is None and self._key is not None:
             public_key = self._key.public_key()
-        chain = self._chain()
-        problems = check_chain(chain, unit_id=self.unit_id)
-        bodies: dict[str, dict[str, Any]] = {}
-        deletions: dict[str, dict[str, Any]] = {}
-        for entry in chain:
-            target = bodies if entry.body.get("kind") == "segment" else deletions
-            target[str(entry.body.get("segment_id"))] = entry.body | {"seq": entry.seq}
-        for row in self.entries():
-            body = bodies.pop(row.segment_id, None)
-            summary = row.summary(self.unit_id)
-            if body is None or body.pop("seq") != row.seq:
-                problems.append(f"segment {row.segment_id}: row has no chain entry (inserted)")
-            elif segment_entry(self.unit_id, summary, row.file_name) != body:
-                problems.append(f"segment {row.segment_id}: row differs from its chain entry")
-            gone = deletions.pop(row.segment_id, None)
-            stated = None if gone is None else (gone["deleted_at"], gone["reason"])
-            held = None if row.deleted_at is None else (iso_utc(row.deleted_at), row.deleted_reason)
-            if stated != held:
-                problems.append(f"segment {row.segment_id}: deletion differs from the chain")
-        problems += [f"segment {sid}: chain entry has no row (row deleted)" for sid in bodies]
-        by_seq = {e.seq: e.chain_hash for e in chain}
-        for cp in self._checkpoints():
-            if public_key is not None and not cp.verify(public_key):
-                problems.append(f"checkpoint at entry {cp.count}: signature does not verify")
-            if cp.count and by_seq.get(cp.count) != cp.head:
-                problems.append(f"checkpoint at entry {cp.count}: chain head differs")
-        return ChainReport(entries=len(chain), problems=problems)
+        return check_index(
+            self.unit_id, self._chain(), self.entries(), self._checkpoints(), public_key
+        )
 
     def _checkpoints(self) -> list[Checkpoint]:
         rows = self._query("SELECT count, head, signed_at, key_id, signature FROM checkpoints")
@@ -441,46 +347,8 @@ class SegmentIndex:
         unindexed file is sealed if cut (`seal_truncated`) and added; an indexed file that
         is gone is recorded as deleted ("missing"); a file of a deleted segment still on
         disk is removed; a size change is reported, never repaired."""
-        folder = Path(files_dir)
-        on_disk = {p.name: p for p in folder.glob("*" + SEGMENT_SUFFIX) if p.is_file()}
-        report: dict[str, list[str]] = {k: [] for k in VerifyReport.model_fields if k != "checked"}
-        rows = self.entries()
-        for row in rows:
-            path = on_disk.pop(row.file_name, None)
-            if row.deleted_at is not None:
-                if path is not None:
-                    path.unlink()
-                    report["removed"].append(row.segment_id)
-            elif path is None:
-                self.mark_deleted(row.segment_id, "missing at verify")
-                report["missing"].append(row.segment_id)
-            elif path.stat().st_size != row.size:
-                report["altered"].append(row.segment_id)
-        for _, path in sorted(on_disk.items()):
-            self._adopt(path, report)
-        for kind, items in report.items():
+        report = reconcile_files(self, Path(files_dir))
+        for kind, items in report.model_dump(exclude={"checked"}).items():
             for item in items:
                 log.warning("unit=%s verify %s: %s", self.unit_id, kind, item)
-        return VerifyReport(checked=len(rows), **report)
-
-    def _adopt(self, path: Path, report: dict[str, list[str]]) -> None:
-        try:
-            with path.open("r+b") as f:
-                summary = seal_truncated(f)
-        except SegmentError as exc:
-            if exc.detail.startswith(("file too short", "file ends inside the header")):
-                path.unlink()  # nothing was encrypted yet: no footage lost
-                report["removed"].append(path.name)
-            else:
-                report["damaged"].append(f"{path.name}: {exc}")
-            return
-        if summary.unit_id != self.unit_id:
-            report["damaged"].append(f"{path.name}: recorded by unit {summary.unit_id}")
-            return
-        if self.get(summary.segment_id) is not None:
-            report["damaged"].append(f"{path.name}: segment {summary.segment_id} indexed twice")
-            return
-        self.add(summary, file_name=path.name)
-        report["added"].append(summary.segment_id)
-        if summary.truncated:
-            report["sealed_truncated"].append(summary.segment_id)
+        return report

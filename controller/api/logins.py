@@ -1,0 +1,222 @@
+"""Signing in: `Logins` turns a password, a session id or an API token into a user.
+
+Argon2id password checks (run outside any transaction, and as slow for an unknown username
+as for a wrong password), the login rate limit per username and per client address,
+browser sessions with an absolute and an idle limit, and bearer-token lookups.
+`Accounts` (in `accounts`) adds user and token management on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from controller import audit
+from controller.api.account_types import (
+    AuthSettings,
+    LoginRefused,
+    LoginResult,
+    LoginThrottled,
+    SignedIn,
+    as_signed_in,
+    normalise_username,
+    sha256_hex,
+)
+from controller.store import users as store
+from controller.store.base import Database, utcnow
+from controller.store.users import LoginOutcome, UserRow
+
+__all__ = ["Logins"]
+
+log = logging.getLogger(__name__)
+
+
+class Logins:
+    """Passwords, logins, sessions and token lookups over a `Database`."""
+
+    #: Write `last_seen_at` / `last_used_at` at most this often.
+    TOUCH_EVERY = timedelta(seconds=60)
+
+    def __init__(self, db: Database, settings: AuthSettings | None = None) -> None:
+        self.db = db
+        self.settings = settings or AuthSettings()
+        self.hasher = PasswordHasher(
+            time_cost=self.settings.argon2_time_cost,
+            memory_cost=self.settings.argon2_memory_kib,
+            parallelism=self.settings.argon2_parallelism,
+        )
+        self._dummy_hash: str | None = None
+
+    # -------------------------------------------------------------------- passwords
+
+    async def _hash(self, password: str) -> str:
+        return await asyncio.to_thread(self.hasher.hash, password)
+
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        def check() -> bool:
+            try:
+                return self.hasher.verify(password_hash, password)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await asyncio.to_thread(check)
+
+    async def _spend_like_a_verify(self, password: str) -> None:
+        # An unknown username costs as much time as a wrong password, so timing does not
+        # tell which usernames exist.
+        if self._dummy_hash is None:
+            self._dummy_hash = await self._hash(secrets.token_urlsafe(16))
+        await self._verify(self._dummy_hash, password)
+
+    # ---------------------------------------------------------------------- logins
+
+    async def _blocked_until(
+        self, s: AsyncSession, username: str, client: str, now: datetime
+    ) -> datetime | None:
+        window = self.settings.window
+        waits = []
+        for limit, key in (
+            (self.settings.max_failures_per_user, {"username": username}),
+            (self.settings.max_failures_per_client, {"client": client}),
+        ):
+            times = await store.recent_failures(s, since=now - window, limit=limit, **key)
+            if len(times) >= limit:
+                waits.append(times[limit - 1] + window)
+        return max(waits) if waits else None
+
+    async def login(self, username: str, password: str, *, client: str) -> LoginResult:
+        """Start a session; raise `LoginRefused` or `LoginThrottled`. Audited either way."""
+        username = normalise_username(username)
+        now = utcnow()
+        async with self.db.session() as s:  # reads only, closed before the slow hash
+            retry_at = await self._blocked_until(s, username, client, now)
+            found = await store.get_user(s, username)
+        known = found is not None
+        if retry_at is not None:
+            await self._refuse(username, known, client, LoginOutcome.RATE_LIMITED, now)
+            raise LoginThrottled(retry_at, now)
+        # Argon2 runs outside any transaction: on SQLite a transaction holds the one
+        # write lock, and the ingest must not wait for a password check.
+        if found is None:
+            await self._spend_like_a_verify(password)
+            outcome = LoginOutcome.UNKNOWN_USER
+        elif not await self._verify(found.password_hash, password):
+            outcome = LoginOutcome.BAD_PASSWORD
+        else:
+            outcome = LoginOutcome.DISABLED if found.disabled else LoginOutcome.SUCCESS
+        if found is None or outcome is not LoginOutcome.SUCCESS:
+            await self._refuse(username, known, client, outcome, now)
+            raise LoginRefused(outcome)
+        new_hash = None
+        if self.hasher.check_needs_rehash(found.password_hash):
+            new_hash = await self._hash(password)
+        session_id = secrets.token_urlsafe(32)
+        expires_at = now + timedelta(seconds=self.settings.session_seconds)
+        async with self.db.session() as s:
+            row = await s.get(UserRow, found.id)
+            if row is None or row.disabled:  # removed or disabled meanwhile
+                raise LoginRefused(LoginOutcome.DISABLED)
+            if new_hash is not None:
+                await store.set_password_hash(s, row, new_hash, now=now, changed=False)
+            await store.add_session(
+                s,
+                user_id=row.id,
+                session_hash=sha256_hex(session_id),
+                client=client,
+                now=now,
+                expires_at=expires_at,
+            )
+            row.last_login_at = now
+            await store.record_attempt(
+                s, username=username, client=client, outcome=LoginOutcome.SUCCESS, now=now
+            )
+            await audit.record(
+                s,
+                actor=username,
+                action="auth.login",
+                subject=f"user:{username}",
+                details={"client": client, "role": row.role},
+            )
+            signed_in = as_signed_in(row)
+            await s.commit()
+        log.info("login user=%s role=%s", username, signed_in.role)
+        return LoginResult(signed_in, session_id, expires_at)
+
+    async def _refuse(
+        self, username: str, known: bool, client: str, outcome: LoginOutcome, now: datetime
+    ) -> None:
+        # What was typed as a username is kept for the rate limit (login_attempts, purged)
+        # but not written to the permanent audit log or the logs unless it is a real
+        # user: people type passwords into the username field.
+        who = username if known else "(unknown)"
+        async with self.db.session() as s:
+            await store.record_attempt(
+                s, username=username, client=client, outcome=outcome, now=now
+            )
+            await audit.record(
+                s,
+                actor=who if known else "anonymous",
+                action="auth.login_refused"
+                if outcome is LoginOutcome.RATE_LIMITED
+                else "auth.login_failed",
+                subject=f"user:{who}",
+                details={"client": client, "reason": outcome.value},
+            )
+            await s.commit()
+        log.warning("login refused user=%s reason=%s", who, outcome.value)
+
+    async def logout(self, session_id: str, *, client: str) -> bool:
+        now = utcnow()
+        async with self.db.session() as s:
+            found = await store.find_session(s, sha256_hex(session_id))
+            if found is None or found[0].ended_at is not None:
+                return False
+            await store.end_session(s, found[0].session_hash, now=now)
+            await audit.record(
+                s,
+                actor=found[1].username,
+                action="auth.logout",
+                subject=f"user:{found[1].username}",
+                details={"client": client},
+            )
+            await s.commit()
+        return True
+
+    async def user_for_session(self, session_id: str) -> SignedIn | None:
+        """The user of a live session (not ended, expired or idle; user not disabled)."""
+        now = utcnow()
+        idle = timedelta(minutes=self.settings.idle_minutes)
+        async with self.db.session() as s:
+            found = await store.find_session(s, sha256_hex(session_id))
+            if found is None:
+                return None
+            row, user = found
+            if (
+                row.ended_at is not None
+                or row.expires_at <= now
+                or row.last_seen_at + idle <= now
+                or user.disabled
+            ):
+                return None
+            if now - row.last_seen_at >= self.TOUCH_EVERY:
+                await store.touch_session(s, row.id, now=now)
+                await s.commit()
+            return as_signed_in(user)
+
+    async def user_for_token(self, token: str) -> SignedIn | None:
+        now = utcnow()
+        async with self.db.session() as s:
+            found = await store.find_token(s, sha256_hex(token), now=now)
+            if found is None or found[1].disabled:
+                return None
+            row, user = found
+            if row.last_used_at is None or now - row.last_used_at >= self.TOUCH_EVERY:
+                await store.touch_token(s, row.id, now=now)
+                await s.commit()
+            return as_signed_in(user)

@@ -1,0 +1,210 @@
+"""The messages a unit sends to the controller: state, heartbeat, power, self-test reports,
+events, its recording index and command acknowledgements.
+
+Each model's docstring says when the unit sends it. They share the `Envelope` of
+`protocol.envelope`; `protocol.messages` decodes them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from protocol.envelope import Envelope, Ident, Model, Percent, Text, Utc
+from protocol.faults import FaultCode
+from protocol.topics import Channel
+
+__all__ = [
+    "AuthorizationRefused",
+    "CheckResult",
+    "CommandAck",
+    "Event",
+    "EventBody",
+    "FaultCleared",
+    "FaultRaised",
+    "GateChanged",
+    "Heartbeat",
+    "PowerStatus",
+    "RecordingIndex",
+    "RecordingStarted",
+    "RecordingStopped",
+    "SegmentSummary",
+    "SelfTestReport",
+    "StorageStatus",
+    "UnitState",
+]
+
+
+class UnitState(Envelope):
+    """Sent by the unit, retained; the broker publishes `online=False` as its will."""
+
+    channel: ClassVar[Channel] = Channel.STATE
+    kind: Literal["state"] = "state"
+    online: bool
+    agent_version: Text = ""
+    reason: Text = Field("", description="Why offline, when known (shutdown, power)")
+
+
+class StorageStatus(Model):
+    total_bytes: int = Field(ge=0)
+    free_bytes: int = Field(ge=0)
+    footage_bytes: int = Field(0, ge=0)
+    held_bytes: int = Field(0, ge=0)
+    segments: int = Field(0, ge=0)
+    oldest_segment_at: Utc | None = None
+
+
+class Heartbeat(Envelope):
+    """Sent by the unit every heartbeat interval (default 30 s)."""
+
+    channel: ClassVar[Channel] = Channel.HEARTBEAT
+    kind: Literal["heartbeat"] = "heartbeat"
+    recording: bool
+    recording_reason: Text = Field("", description="Why not recording, in words")
+    gate_open: bool = Field(description="Holds a valid deployment authorization")
+    gate_reason: Text = ""
+    deployment_id: Ident | None = None
+    storage: StorageStatus | None = None
+    outbox_depth: int = Field(0, ge=0)
+    outbox_dropped: int = Field(0, ge=0, description="Messages dropped since boot (full outbox)")
+    clock_offset_s: float | None = None
+    uptime_s: float = Field(0, ge=0)
+    temperature_c: float | None = None
+    open_faults: list[FaultCode] = Field(default_factory=list)
+    position: tuple[float, float] | None = Field(None, description="(lat, lon) if known")
+
+
+class PowerStatus(Envelope):
+    """Sent by the unit on every power change and periodically."""
+
+    channel: ClassVar[Channel] = Channel.POWER
+    kind: Literal["power"] = "power"
+    source: Literal["mains", "battery", "unknown"]
+    on_battery: bool
+    low_battery: bool = False
+    replace_battery: bool = False
+    charge_pct: Percent | None = None
+    runtime_s: float | None = Field(None, ge=0)
+    input_voltage: float | None = None
+    load_pct: float | None = Field(None, ge=0)
+    ups_status: Text = Field("", description="Raw NUT ups.status flags, e.g. 'OB DISCHRG'")
+    test_result: Text | None = None
+    comms_ok: bool = True
+    model: Text | None = None
+
+
+class CheckResult(Model):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    verdict: Literal["pass", "warn", "fail"]
+    value: float | None = None
+    threshold: float | None = None
+    unit: Annotated[str, Field(max_length=16)] = ""
+    message: Text = ""
+    fault: FaultCode | None = None
+
+
+class SelfTestReport(Envelope):
+    """Sent by the unit after every self-test: at boot, on schedule, on command."""
+
+    channel: ClassVar[Channel] = Channel.SELFTEST
+    kind: Literal["selftest"] = "selftest"
+    report_id: Ident
+    trigger: Literal["boot", "schedule", "command", "manual"]
+    command_id: Ident | None = None
+    started_at: Utc
+    finished_at: Utc
+    verdict: Literal["pass", "warn", "fail"]
+    checks: list[CheckResult] = Field(max_length=64)
+
+
+class FaultRaised(Model):
+    type: Literal["fault_raised"] = "fault_raised"
+    code: FaultCode
+    check: str | None = None
+    detail: Text = ""
+    facts: dict[str, str | float | int | bool | None] = Field(default_factory=dict)
+
+
+class FaultCleared(Model):
+    type: Literal["fault_cleared"] = "fault_cleared"
+    code: FaultCode
+    detail: Text = ""
+
+
+class GateChanged(Model):
+    type: Literal["gate_changed"] = "gate_changed"
+    open: bool
+    reason: Text
+    deployment_id: Ident | None = None
+    authorization_id: Ident | None = None
+
+
+class AuthorizationRefused(Model):
+    """A signed message on the authz topic that the unit would not accept."""
+
+    type: Literal["authorization_refused"] = "authorization_refused"
+    authorization_id: str = Field("", max_length=128)
+    reason: str = Field(max_length=32, description="A RefusalReason value")
+    detail: Text = ""
+
+
+class RecordingStarted(Model):
+    type: Literal["recording_started"] = "recording_started"
+    deployment_id: Ident | None = None
+
+
+class RecordingStopped(Model):
+    type: Literal["recording_stopped"] = "recording_stopped"
+    reason: Text
+
+
+EventBody = Annotated[
+    FaultRaised
+    | FaultCleared
+    | GateChanged
+    | AuthorizationRefused
+    | RecordingStarted
+    | RecordingStopped,
+    Field(discriminator="type"),
+]
+
+
+class Event(Envelope):
+    """Sent by the unit when something changes: faults, gate, recording."""
+
+    channel: ClassVar[Channel] = Channel.EVENT
+    kind: Literal["event"] = "event"
+    at: Utc
+    event: EventBody
+
+
+class SegmentSummary(Model):
+    segment_id: Ident
+    started_at: Utc
+    ended_at: Utc
+    size: int = Field(ge=0)
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    chain_hash: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    truncated: bool = False
+    deleted: bool = False
+
+
+class RecordingIndex(Envelope):
+    """Sent by the unit: batches of segment summaries, for the controller's evidence view."""
+
+    channel: ClassVar[Channel] = Channel.INDEX
+    kind: Literal["recording_index"] = "recording_index"
+    segments: list[SegmentSummary] = Field(max_length=500)
+    checkpoint_signature: str | None = Field(None, description="Unit Ed25519 sig of chain head")
+
+
+class CommandAck(Envelope):
+    """Sent by the unit for every command it receives, at each step."""
+
+    channel: ClassVar[Channel] = Channel.CMD_ACK
+    kind: Literal["command_ack"] = "command_ack"
+    command_id: Ident
+    status: Literal["accepted", "rejected", "done", "failed"]
+    reason: Text = ""
+    result: dict[str, Any] = Field(default_factory=dict)
