@@ -50,6 +50,7 @@ from protocol.topics import Channel
 from provisioning import Fleet
 from tests.controller.conftest import eventually, running_controller
 from tests.harness import MosquittoBroker, free_port, mqtt_client
+from tests.harness.binaries import missing
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -78,9 +79,7 @@ USERS = {
 async def browser() -> AsyncIterator[Any]:
     if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - one stat, before any I/O runs
         message = f"{CHROMIUM} is not installed (Debian package chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing(message)
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
-import os
 import socket
 import subprocess
 import time
@@ -30,7 +29,7 @@ from edge_agent.recorder.recorder import (
 )
 from protocol.evidence_keys import EvidencePrivateKey, generate_evidence_key
 from protocol.segment_format import SegmentSummaryInfo, read_segment
-from tests.harness.binaries import require_binary
+from tests.harness.binaries import missing, require_binary
 
 CLIP = Path("/work/shared/data/concourse-720p.avi")
 UNIT = "unit-rec-01"
@@ -41,9 +40,7 @@ UNIT = "unit-rec-01"
 
 def require_clip() -> Path:
     if not CLIP.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"test footage {CLIP} is missing")
-        pytest.skip(f"test footage {CLIP} is missing")
+        missing(f"test footage {CLIP} is missing")
     return CLIP
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
-__all__ = ["require_binary"]
+__all__ = ["missing", "require_binary"]
 
 
 def require_binary(name: str) -> str:
@@ -16,7 +17,11 @@ def require_binary(name: str) -> str:
     path = shutil.which(name)
     if path is not None:
         return path
-    message = f"required binary {name!r} is not installed (see Makefile: system-packages)"
+    missing(f"required binary {name!r} is not installed (see Makefile: system-packages)")
+
+
+def missing(message: str) -> NoReturn:
+    """Something a test needs is not on this machine: skip locally, fail when CI is set."""
     if os.environ.get("CI"):
         pytest.fail(message, pytrace=False)
     pytest.skip(message)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
-import pytest
+from tests.harness.binaries import missing
 
 __all__ = ["DEFAULT_STATE", "NutBinaries", "NutHarnessError", "NutServer", "nut_binaries"]
 
@@ -93,12 +93,9 @@ def _find(name: str) -> Path | None:
 def nut_binaries() -> NutBinaries:
     """The NUT binaries; skips the test when missing (fails instead when CI is set)."""
     found = {name: _find(name) for name in ("upsd", "dummy-ups", "upsc")}
-    missing = sorted(name for name, path in found.items() if path is None)
-    if missing:
-        message = f"NUT binaries not found: {', '.join(missing)} (install nut-server, nut-client)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    absent = sorted(name for name, path in found.items() if path is None)
+    if absent:
+        missing(f"NUT binaries not found: {', '.join(absent)} (install nut-server, nut-client)")
     upsd, driver, upsc = found["upsd"], found["dummy-ups"], found["upsc"]
     assert upsd is not None and driver is not None and upsc is not None
     return NutBinaries(upsd, driver, upsc)
