@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-APT_PKGS := mosquitto mosquitto-clients nut-server nut-client chromium ffmpeg gpsd gpsd-clients
+APT_PKGS := mosquitto mosquitto-clients nut-server nut-client chromium ffmpeg gpsd gpsd-clients faketime
 
 .PHONY: setup test check demo bench clean
 

@@ -1,4 +1,4 @@
-"""Agent footprint while it records the shared clip in real time, with self-tests and
+"""Agent footprint while it records the sample clip in real time, with self-tests and
 telemetry running: CPU (% of one core) and RSS of the agent process.
 
     .venv/bin/python bench/agent.py [--seconds 90] [--selftest-every 15]

@@ -1,18 +1,24 @@
 """Controller ingest benchmark (prints figures; not a test).
 
 Starts its own Mosquitto (TLS + ACL) for a throwaway fleet, runs the controller's
-ingest into a SQLite file, drives it with the simulator (a separate process, the fleet's
-`simulator` identity) and prints:
+ingest into a SQLite file, drives it with the simulator (separate processes, each with
+simulator identities of its own: the broker ties a connection to its certificate) and
+prints:
 
 (a) steady state at 10,000 units with 30 s heartbeats: messages stored per second and
     the publish-to-commit latency (sent_at -> commit) p50 / p99 / max;
 (b) a rate ramp: the highest rate the controller sustains (every message of a step
     stored within DRAIN_S after the step) against the highest rate a bare aiomqtt
-    subscriber that only counts sustains from the same broker.
+    subscriber that only counts sustains from the same broker;
+(c) a drain (`ingest_drain`): a backlog of ~100,000 heartbeats queued at the broker for
+    the controller's persistent session while it is stopped, then drained: its stored-
+    and-committed rate beside a raw paho-mqtt subscriber that only json.loads each
+    payload, draining the same backlog from its own session on the same broker.
 
-    .venv/bin/python bench/ingest.py [--quick]
+    .venv/bin/python bench/ingest.py [--quick] [--parts abc]
 
-Targets with SQLite: (a) p99 < 500 ms; (b) controller >= 50 % of the bare subscriber.
+Targets with SQLite: (a) p99 < 250 ms; (b) and (c) controller >= 50 % of the bare /
+raw subscriber.
 """
 
 from __future__ import annotations
@@ -20,144 +26,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ingest_drain import drain
+from ingest_support import (
+    RAMP_UNITS,
+    SIMULATORS,
+    Controller,
+    pct,
+    simulate,
+    simulate_rate,
+)
 
-from controller.config import ControllerSettings
-from controller.service import ControllerService
-from controller.store import Database
 from provisioning import Fleet
 from tests.harness import MosquittoBroker, make_fleet, mqtt_client
 
 DRAIN_S = 3.0
+#: After the first round, before steady state is counted (see steady_state).
+SETTLE_S = 10.0
 RAMP = (500, 1000, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 16000)
-SIM_PROC_RATE = 5000
-RAMP_UNITS = 2000
-
-
-def pct(values: Sequence[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-async def simulate(
-    fleet: Fleet,
-    broker: MosquittoBroker,
-    *,
-    units: int,
-    interval: float,
-    duration: float,
-    prefix: str,
-    workdir: Path,
-    heartbeats_only: bool = False,
-) -> dict[str, object]:
-    args = [
-        sys.executable,
-        "-m",
-        "controller.cli",
-        "simulate",
-        "--units",
-        str(units),
-        "--interval",
-        str(interval),
-        "--duration",
-        str(duration),
-        "--fleet",
-        str(fleet.root),
-        "--host",
-        broker.host,
-        "--port",
-        str(broker.port),
-        "--prefix",
-        prefix,
-        "--state",
-        str(workdir / f"{prefix}-seqs.json"),
-    ]
-    if heartbeats_only:
-        args.append("--heartbeats-only")
-    env = {**os.environ, "CCTV_CONTROLLER_DATABASE_URL": "sqlite+aiosqlite:///:memory:"}
-    proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), duration + 120)
-    if proc.returncode != 0:
-        raise RuntimeError(f"simulator failed ({proc.returncode}): {err.decode()[-2000:]}")
-    result: dict[str, object] = json.loads(out.decode().strip().splitlines()[-1])
-    return result
-
-
-async def simulate_rate(
-    fleet: Fleet, broker: MosquittoBroker, rate: int, step_s: float, prefix: str, workdir: Path
-) -> dict[str, object]:
-    """Heartbeats at `rate` for `step_s`, from one simulator process per SIM_PROC_RATE
-    msg/s (one process tops out near 7,000 msg/s here)."""
-    procs = max(1, -(-rate // SIM_PROC_RATE))
-    units = RAMP_UNITS // procs
-    results = await asyncio.gather(
-        *(
-            simulate(
-                fleet,
-                broker,
-                units=units,
-                interval=units * procs / rate,
-                duration=step_s,
-                prefix=f"{prefix}p{i}",
-                workdir=workdir,
-                heartbeats_only=True,
-            )
-            for i in range(procs)
-        )
-    )
-    return {
-        "published": sum(int(r["published"]) for r in results),  # type: ignore[call-overload]
-        "rate": sum(float(r["rate"]) for r in results),  # type: ignore[arg-type]
-    }
-
-
-class Controller:
-    """The controller's ingest (with its periodic jobs and notifier) in this process."""
-
-    def __init__(self, fleet: Fleet, broker: MosquittoBroker, db_path: Path) -> None:
-        self.settings = ControllerSettings(
-            database_url=f"sqlite+aiosqlite:///{db_path}",
-            fleet_dir=fleet.root,
-            broker={"host": broker.host, "port": broker.port},
-            offline_timeout_s=600,
-        ).resolved()
-        self.db = Database(self.settings.database_url)
-        self.service = ControllerService(self.settings, db=self.db, http=False)
-        self.samples: list[tuple[float, float]] = []  # (commit monotonic time, lag s)
-        self.service.ingest.lag_observers.append(self._observe)
-        self._task: asyncio.Task[None] | None = None
-
-    def _observe(self, lags: Sequence[float]) -> None:
-        now = time.monotonic()
-        self.samples.extend((now, lag) for lag in lags)
-
-    async def __aenter__(self) -> Controller:
-        self._task = asyncio.create_task(self.service.run(), name="bench-controller")
-        async with asyncio.timeout(30):
-            await self.service.link.connected.wait()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.service.stop()
-        assert self._task is not None
-        await self._task
-        await self.db.dispose()
-
-    def stored_between(self, start: float, end: float) -> list[float]:
-        return [lag for t, lag in self.samples if start <= t < end]
+#: The bare subscriber's identity (controller rights, a session of its own).
+BARE = "probe-1"
 
 
 async def bare_rate_step(
@@ -165,7 +59,7 @@ async def bare_rate_step(
 ) -> tuple[float, int, dict[str, object]]:
     """Messages/s a subscriber that only counts receives from the broker at `rate`."""
     count = 0
-    async with mqtt_client(broker, "controller", max_inflight_messages=100) as client:
+    async with mqtt_client(broker, BARE, max_inflight_messages=100) as client:
         await client.subscribe(fleet.topics.fleet_filter(), qos=1)
 
         async def counter() -> None:
@@ -223,14 +117,19 @@ async def steady_state(
             broker,
             units=units,
             interval=interval,
-            duration=warmup_s + steady_s,
+            duration=warmup_s + SETTLE_S + steady_s,
             prefix="unit",
             workdir=work,
         )
         await asyncio.sleep(DRAIN_S)
-        t_end = t0 + warmup_s + steady_s
-        boot = ctl.stored_between(t0, t0 + warmup_s)
-        steady = ctl.stored_between(t0 + warmup_s, t_end + DRAIN_S)
+        t_end = t0 + warmup_s + SETTLE_S + steady_s
+        # By when each message was sent. The first round (every unit online, its boot
+        # self-test, power and heartbeat: four times the steady rate, with an audit entry
+        # per unit) ends with a backlog the controller is still storing a second or two
+        # later; what is sent meanwhile waits behind it. Steady state starts once that
+        # is stored (SETTLE_S), and so counts what a running fleet sees.
+        boot = ctl.sent_between(t0, t0 + warmup_s)
+        steady = ctl.sent_between(t0 + warmup_s + SETTLE_S, t_end)
         ingest = ctl.service.ingest
         print("\n(a) steady state: 10,000 units x 30 s heartbeats, SQLite")
         print(
@@ -250,8 +149,8 @@ async def steady_state(
             f"p50 {pct(steady, 50) * 1000:.0f} ms, p99 {pct(steady, 99) * 1000:.0f} ms, "
             f"max {max(steady, default=float('nan')) * 1000:.0f} ms"
         )
-        verdict = "MET" if pct(steady, 99) < 0.5 else "NOT MET"
-        print(f"    target p99 < 500 ms: {verdict}")
+        verdict = "MET" if pct(steady, 99) < 0.25 else "NOT MET"
+        print(f"    target p99 < 250 ms: {verdict}")
 
 
 async def main(quick: bool, parts: str) -> None:
@@ -261,6 +160,8 @@ async def main(quick: bool, parts: str) -> None:
     with tempfile.TemporaryDirectory(prefix="cctv-bench-") as tmp:
         work = Path(tmp)
         fleet = make_fleet(work / "fleet", units=())
+        for name in SIMULATORS[1:]:
+            fleet.issue_client(name)
         broker = MosquittoBroker(fleet, work / "broker", persistence=False)
         broker.start()
         try:
@@ -268,6 +169,11 @@ async def main(quick: bool, parts: str) -> None:
             # (a) 10,000 units, 30 s heartbeats.
             if "a" in parts:
                 await steady_state(fleet, broker, work, units, interval, warmup_s, steady_s)
+            if "c" in parts:  # on a fresh broker: nothing queued from (a)
+                broker.stop()
+                broker = MosquittoBroker(fleet, work / "broker-c", persistence=False)
+                broker.start()
+                await drain(fleet, broker, work, target=50_000 if quick else 100_000)
             if "b" not in parts:
                 return
 
@@ -325,6 +231,8 @@ async def main(quick: bool, parts: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter run")
-    parser.add_argument("--parts", default="ab", help="a: steady state, b: ramp (default ab)")
+    parser.add_argument(
+        "--parts", default="acb", help="a: steady state, b: ramp, c: drain (default all)"
+    )
     args = parser.parse_args()
     asyncio.run(main(args.quick, args.parts))

@@ -4,7 +4,7 @@
   (b) ``ffmpeg -c copy -f segment`` on the same input (no encryption, no index, no fsync)
   (c) the recorder's masked path: decode, black out a privacy mask, x264 encode, encrypt
 
-Each runs in its own process, reading the shared clip in a loop as fast as it can; the
+Each runs in its own process, reading the sample clip in a loop as fast as it can; the
 figures are that process's own (``os.wait4``: every thread, start-up included), and both
 write to the same filesystem. Two ratios are printed:
 
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIP = Path("/work/shared/data/concourse-720p.avi")
+CLIP = ROOT / "samples" / "concourse-720p.avi"  # the sample footage in the repository
 CLIP_PACKETS = 341  # video packets in one pass of the clip
 CLIP_FPS = 25.0
 CLIP_BYTES_PER_PASS = 2_800_000  # output a pass (a little over), for `_prewarm`

@@ -232,10 +232,22 @@ def simulate(
     heartbeats_only: Annotated[
         bool, typer.Option("--heartbeats-only", help="Send nothing but heartbeats")
     ] = False,
+    identity: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Simulator identity to connect as (repeat for more connections; default: "
+            "every simulator identity in the fleet)"
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Publish realistic telemetry for N units through the broker (simulator identity)."""
-    from controller.simulate import Simulator, simulator_tls
+    """Publish realistic telemetry for N units through the broker.
+
+    One connection per simulator identity (up to one per 2,500 units): the broker ties a
+    connection to its certificate, so simulators running at the same time need different
+    identities (--identity). Issue more with 'cctv-provision add-client simulator-2' and
+    regenerate the broker config."""
+    from controller.simulate import Simulator, simulator_identities
 
     settings = _settings(config)
     fleet_dir = fleet or settings.fleet_dir
@@ -243,14 +255,14 @@ def simulate(
         console.print("[red]error:[/red] give --fleet DIR (or fleet_dir in the settings)")
         raise typer.Exit(EXIT_BAD_INPUT)
     try:
-        tls = simulator_tls(fleet_dir)
-    except OSError as exc:
-        console.print(f"[red]error:[/red] no simulator identity in {fleet_dir}: {exc}")
+        identities = simulator_identities(fleet_dir, identity)
+    except ControllerError as exc:
+        console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from exc
     sim = Simulator(
         host=host or settings.broker.host,
         port=port or settings.broker.port,
-        tls=tls,
+        identities=identities,
         units=units,
         interval_s=interval,
         topic_root=settings.broker.topic_root,

@@ -2,7 +2,9 @@
 
 Each command is signed with the controller's Ed25519 key (`protocol.signing.Signer`),
 carries an id and an expiry (a unit refuses a replay or a late delivery), is published
-on the unit's `cmd` topic and written to the audit log in the caller's transaction.
+on the unit's `cmd` topic and, in the caller's transaction, written to the audit log and
+recorded (`controller.store.reports.CommandRecord`) for the unit's acknowledgements to be
+matched against (`controller.command_log`). Without a session nothing is recorded.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from controller import audit
 from controller.bus import ControllerLink
 from controller.errors import ConfigError
 from controller.store.base import utcnow
+from controller.store.reports import CommandRecord
 from protocol.messages import (
     Command,
     CommandAction,
@@ -54,6 +57,17 @@ async def send_command(
     command = link.signer.command(body, seq=link.next_seq(), boot_id=link.boot_id)
     await link.publish(command)
     if session is not None:
+        session.add(
+            CommandRecord(
+                command_id=body.command_id,
+                unit_id=unit_id,
+                action=action.action,
+                params=action.model_dump(mode="json", exclude={"action"}),
+                issued_by=body.issued_by,
+                issued_at=body.issued_at,
+                expires_at=body.expires_at,
+            )
+        )
         await audit.record(
             session,
             actor=actor,

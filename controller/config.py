@@ -24,7 +24,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -61,11 +70,29 @@ class BrokerSettings(_Section):
     ca_file: Path | None = Field(None, description="Fleet CA certificate (PEM)")
     cert_file: Path | None = Field(None, description="Controller client certificate (PEM)")
     key_file: Path | None = Field(None, description="Controller client key (PEM)")
+    identity: str = Field(
+        "controller",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+        description="Centre identity this instance connects as (with fleet_dir, its "
+        "certificate is found by name: 'controller', or one issued with "
+        "`cctv-provision add-client controller-2`); each running instance needs its own",
+    )
     client_id: str | None = Field(
-        None, description="MQTT client id; a fixed id keeps the broker session across restarts"
+        None,
+        description="MQTT client id (default: the CN of cert_file, which the broker forces "
+        "anyway); the broker keeps the session of this id while the controller is away",
+    )
+    session_expiry_s: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        le=2**32 - 1,
+        description="How long the broker keeps the controller's session (and queues what "
+        "units send) after it disconnects",
     )
     shared_group: str | None = Field(
-        None, description="Subscribe as an MQTT v5 shared subscription in this group"
+        None,
+        description="Subscribe as an MQTT v5 shared subscription in this group (several "
+        "controllers, each with its own certificate, share the load)",
     )
     keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive")
     connect_timeout_s: float = Field(10.0, gt=0, description="Limit for connect/subscribe")
@@ -149,14 +176,35 @@ class WebhookSettings(_Section):
 
 
 class HttpSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="Address the web pages and API listen on")
+    port: int = Field(8080, ge=1, le=65535, description="Port of the web pages and API")
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Reverse proxies (addresses or networks, e.g. '10.0.0.5') whose "
+        "X-Forwarded-For and X-Forwarded-Proto are believed; from any other peer they are "
+        "ignored. None by default",
+    )
 
 
 class IngestSettings(_Section):
     batch_max: int = Field(1000, ge=1, description="Messages per database commit at most")
     batch_interval_ms: int = Field(50, ge=1, le=5000, description="Longest wait before a commit")
-    queue_max: int = Field(50_000, ge=100, description="Received messages waiting at most")
+    queue_max: int = Field(
+        10_000,
+        ge=100,
+        le=65535,
+        description="Received messages not yet committed at most: the MQTT Receive Maximum "
+        "the controller announces, so the broker holds back the rest until commits free room",
+    )
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> IngestSettings:
+        if self.batch_max > self.queue_max:
+            raise ValueError(
+                f"batch_max ({self.batch_max}) cannot exceed queue_max ({self.queue_max}): "
+                "a batch only holds messages received and not yet committed"
+            )
+        return self
 
 
 class ControllerSettings(BaseSettings):
@@ -220,11 +268,19 @@ class ControllerSettings(BaseSettings):
         if self.fleet_dir is None:
             return self
         root = Path(self.fleet_dir)
+        if self.broker.identity == "controller":
+            cert, key = (
+                root / "controller" / "controller.crt",
+                root / "controller" / "controller.key",
+            )
+        else:
+            client = root / "clients" / self.broker.identity
+            cert, key = client / "client.crt", client / "client.key"
         broker = self.broker.model_copy(
             update={
                 "ca_file": self.broker.ca_file or root / "ca" / "ca.crt",
-                "cert_file": self.broker.cert_file or root / "controller" / "controller.crt",
-                "key_file": self.broker.key_file or root / "controller" / "controller.key",
+                "cert_file": self.broker.cert_file or cert,
+                "key_file": self.broker.key_file or key,
             }
         )
         return self.model_copy(

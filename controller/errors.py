@@ -9,6 +9,7 @@ ControllerError
 │   ├── UnknownCallout
 │   └── TransitionRefused    an invalid lifecycle step (the message says why)
 ├── LinkError                the broker connection is down or refused a request
+│   └── LinkRefused          the broker or TLS refuses this controller (retrying cannot fix)
 └── AuditChainBroken         `audit verify` found an edited, deleted or inserted row
 """
 
@@ -21,6 +22,7 @@ __all__ = [
     "ControllerError",
     "InventoryError",
     "LinkError",
+    "LinkRefused",
     "StoreError",
     "TransitionRefused",
     "UnknownCallout",
@@ -82,6 +84,12 @@ class LinkError(ControllerError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"broker link: {reason}")
         self.reason = reason
+
+
+class LinkRefused(LinkError):
+    """The broker (or TLS) refuses this controller: a CONNACK such as "not authorised", a
+    certificate refused either way, a subscription refused. Retrying helps only once
+    someone changes the broker, its ACL or the certificates."""
 
 
 class AuditChainBroken(ControllerError):

@@ -27,6 +27,7 @@ from controller import audit
 from controller.errors import InventoryError, UnknownUnitError
 from controller.store.base import utcnow
 from controller.store.fleet import Callout, SeqGap, Unit, UnitFault, UnitStatus
+from controller.unit_keys import SIGNING_KEY_FILE, read_signing_key
 from protocol.faults import FaultCode, Priority
 
 __all__ = [
@@ -68,6 +69,10 @@ class UnitSummary(_View):
     last_selftest_at: datetime | None
     last_selftest_verdict: str | None
     open_faults: list[str]
+    uptime_s: float | None = None
+    outbox_dropped: int | None = None
+    position: tuple[float, float] | None = None
+    """(lat, lon) from the unit's last heartbeat, when it knows where it is."""
 
 
 class FleetOverview(_View):
@@ -138,7 +143,16 @@ def _summary(unit: Unit, status: UnitStatus | None, faults: list[UnitFault]) -> 
         last_selftest_at=status.last_selftest_at if status else None,
         last_selftest_verdict=status.last_selftest_verdict if status else None,
         open_faults=sorted(_open_faults(status, faults)),
+        uptime_s=status.uptime_s if status else None,
+        outbox_dropped=status.outbox_dropped if status else None,
+        position=_position(status),
     )
+
+
+def _position(status: UnitStatus | None) -> tuple[float, float] | None:
+    if status is None or status.position_lat is None or status.position_lon is None:
+        return None
+    return status.position_lat, status.position_lon
 
 
 async def fleet_overview(session: AsyncSession, contractor: str | None = None) -> FleetOverview:
@@ -325,11 +339,12 @@ _INVENTORY_FIELDS = ("site", "model", "ups", "contractor", "serial")
 async def import_units(
     session: AsyncSession, fleet_dir: Path, *, actor: str = "system"
 ) -> ImportResult:
-    """Register or update every unit of a provisioning fleet dir (`units/<id>/unit.json`)."""
+    """Register or update every unit of a provisioning fleet dir (`units/<id>/unit.json`,
+    with the unit's signing public key from `units/<id>/signing.pub`)."""
     units_dir = Path(fleet_dir) / "units"
     if not units_dir.is_dir():
         raise InventoryError(str(units_dir), "not a fleet directory (no units/ folder)")
-    added, updated, unchanged = [], [], []
+    added, updated, unchanged, rekeyed = [], [], [], []
     for path in sorted(units_dir.glob("*/unit.json")):
         try:
             doc = json.loads(path.read_text())
@@ -337,6 +352,7 @@ async def import_units(
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InventoryError(str(path), f"unreadable unit record ({exc})") from exc
         values = {k: (None if doc.get(k) is None else str(doc[k])) for k in _INVENTORY_FIELDS}
+        values["signing_public_key"] = read_signing_key(path.parent / SIGNING_KEY_FILE)
         unit = await session.get(Unit, unit_id)
         if unit is None:
             unit = Unit(unit_id=unit_id, source="provisioning", registered_at=utcnow(), **values)
@@ -344,6 +360,8 @@ async def import_units(
             session.add(UnitStatus(unit_id=unit_id))
             added.append(unit_id)
         elif any(getattr(unit, k) != v for k, v in values.items()) or unit.source != "provisioning":
+            if unit.signing_public_key not in (None, values["signing_public_key"]):
+                rekeyed.append(unit_id)  # checkpoints signed from now on need the new key
             for key, value in values.items():
                 setattr(unit, key, value)
             unit.source = "provisioning"
@@ -356,7 +374,7 @@ async def import_units(
             actor=actor,
             action="units.import",
             subject=f"fleet:{fleet_dir}",
-            details={"added": added, "updated": updated},
+            details={"added": added, "updated": updated, "signing_key_changed": rekeyed},
         )
     await session.flush()
     return ImportResult(added=added, updated=updated, unchanged=unchanged)

@@ -1,20 +1,34 @@
-"""Ingest: every message from the units, validated, de-duplicated and stored in batches.
+"""Ingest: every message from the units, validated, de-duplicated and stored in batches;
+acknowledged to the broker only once stored.
 
 For each received message:
 1. it is validated (`ingest_validation`): a message on a to-unit channel (our own,
    echoed by the broker) is ignored; a bad topic, payload, unit or channel is
    quarantined (topic, payload prefix, reason, time) and counted, never raised;
 2. its per-unit `seq` (`ingest_sequence`) tells a new message from a QoS 1 redelivery
-   (dropped) or a late one filling a recorded gap (an outbox replay after a reconnect);
+   (dropped), a late one filling a recorded gap (an outbox replay after a reconnect), or
+   one implausibly far ahead (quarantined);
 3. only a message newer than everything applied may change the live state, so a late
    replay never rolls a unit's state back (`ingest_apply`).
 
 Writes are batched: one transaction per `ingest.batch_max` messages or
-`ingest.batch_interval_ms`, whichever comes first. A failing batch is retried message
-by message so one bad message is quarantined (reason "processing_error") without
-losing the rest; while the database is unreachable the batch waits and is retried.
-Per message, the publish-to-commit latency (`sent_at` -> commit) goes to the metrics
-and to any `lag_observers`.
+`ingest.batch_interval_ms`, whichever comes first. **Acknowledged means stored**: the
+batch's messages are acknowledged to the broker (in the order received) only after the
+commit, quarantined and dropped ones included, so a crash loses nothing and the broker
+redelivers whatever was not yet acknowledged (dropped again here by unit and seq).
+
+**The database going away** (`store.base.is_unavailable`: server down or restarting,
+connection lost, SQLite busy) pauses the writer: the same batch is retried with capped
+backoff until the database is back, nothing is acknowledged meanwhile, and the broker
+holds back what does not fit the Receive Maximum (`ingest.queue_max`).
+
+**One bad message never spoils its neighbours**: a batch that fails for any other reason
+is retried message by message, each in its own transaction; a message that still fails
+is quarantined alone (reason "processing_error"), and each rejected message is
+quarantined in its own transaction if the quarantine rows of the batch fail together.
+
+Per message, the publish-to-commit latency (`sent_at` -> commit) goes to the metrics and
+to any `lag_observers`.
 """
 
 from __future__ import annotations
@@ -22,34 +36,50 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import TypeVar
 
-import aiomqtt
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from controller.bus import Delivery
 from controller.callout_faults import preload_faults
 from controller.callouts import CalloutService
 from controller.config import ControllerSettings
-from controller.ingest_apply import apply_message, known_reports
-from controller.ingest_sequence import sequence
+from controller.ingest_apply import Context, HeartbeatCollapse, apply_message, known_reports
+from controller.ingest_sequence import SEQ_AHEAD_SLACK, Sequencer, Verdict
 from controller.ingest_validation import Accepted, Batch, Received, Rejected, classify, quarantine
 from controller.metrics import ControllerMetrics
 from controller.notify import Notifier
-from controller.store.base import Database, utcnow
-from controller.store.fleet import SeqGap, Unit, UnitStatus
-from protocol.messages import Event, Message
+from controller.store.base import Database, is_unavailable, utcnow
+from controller.store.fleet import SeqGap, Unit
+from controller.store.live_status import LiveStatus, load_statuses, write_statuses
+from protocol.messages import Event, Message, SelfTestReport
 
 __all__ = ["Handler", "Ingest", "Received"]
 
 log = logging.getLogger(__name__)
 
 #: Extra handling per message kind (e.g. "recording_index", "command_ack"), run in the
-#: batch's transaction after the message is accepted.
+#: batch's transaction after the message is accepted (not for duplicates).
 Handler = Callable[[AsyncSession, Message], Awaitable[None]]
+T = TypeVar("T")
 _IN_CHUNK = 500
+#: Waits between attempts while the database is unavailable: full jitter up to this.
+RETRY_CAP_S = 5.0
+#: While the database stays unavailable, say so again at most this often.
+OUTAGE_LOG_EVERY_S = 30.0
+
+
+@dataclass(slots=True)
+class _Outcome:
+    applied: list[Accepted] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    duplicates: int = 0
 
 
 class Ingest:
@@ -62,6 +92,7 @@ class Ingest:
         metrics: ControllerMetrics,
         notifier: Notifier | None = None,
         handlers: dict[str, Handler] | None = None,
+        acknowledge: Callable[[list[Delivery]], object] | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -70,35 +101,62 @@ class Ingest:
         self.metrics = metrics
         self.notifier = notifier
         self.handlers = dict(handlers or {})
+        #: Called with each batch's deliveries once they are stored (the broker link's ack).
+        self.acknowledge = acknowledge
         self.lag_observers: list[Callable[[Sequence[float]], None]] = []
+        self._context = Context(callouts, settings.offline_timeout_s)
+        self._sequencer = Sequencer(metrics)
         self._pending: list[Received] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._outage_since: float | None = None
+        self._outage_logged = 0.0
+        self._random = random.Random()
+        self._now_tick, self._now_value = 0.0, utcnow()
+        metrics.queue_depth.set_function(lambda: len(self._pending))
         self.stored = 0
         self.quarantined = 0
         self.duplicates = 0
         self.dropped = 0
 
-    # -- intake (called from the broker link's receive loop: must not block) -----------
+    # -- intake (called from the broker link's receive path: must not block) -------------
 
-    def submit(self, message: aiomqtt.Message) -> None:
-        payload = message.payload
-        if isinstance(payload, str):
-            payload = payload.encode()
-        elif not isinstance(payload, (bytes, bytearray)):
-            payload = b"" if payload is None else str(payload).encode()
-        self.submit_raw(message.topic.value, bytes(payload))
+    def submit(self, delivery: Delivery) -> None:
+        self._pending.append(Received(delivery.topic, delivery.payload, self._now(), delivery))
+        self._woken()
+
+    def _now(self) -> datetime:
+        """The time of receipt, read from the clock at most once a millisecond (a burst of
+        messages read together was received together)."""
+        tick = time.monotonic()
+        if tick - self._now_tick > 0.001:
+            self._now_tick, self._now_value = tick, utcnow()
+        return self._now_value
 
     def submit_raw(self, topic: str, payload: bytes, received_at: datetime | None = None) -> None:
+        """A message that did not come from the broker (nothing to acknowledge)."""
         self._pending.append(Received(topic, payload, received_at or utcnow()))
-        self._idle.clear()
-        self._wake.set()
-        self.metrics.queue_depth.set(len(self._pending))
+        self._woken()
+
+    def _woken(self) -> None:
+        if self._idle.is_set():
+            self._idle.clear()
+        if not self._wake.is_set():
+            self._wake.set()
 
     async def idle(self) -> None:
         """Return once every submitted message has been stored or dropped."""
         await self._idle.wait()
+
+    @property
+    def is_idle(self) -> bool:
+        """Nothing received is waiting to be stored."""
+        return self._idle.is_set()
+
+    @property
+    def waiting_for_database(self) -> bool:
+        return self._outage_since is not None
 
     # -- the writer -----------------------------------------------------------------------
 
@@ -115,70 +173,120 @@ class Ingest:
             )
             if not self._pending:
                 self._wake.clear()
-            self.metrics.queue_depth.set(len(self._pending))
             if batch:
-                try:
-                    await self._store_with_retry(batch)
-                except Exception:  # never stop ingest; the messages are lost, say so
-                    self.dropped += len(batch)
-                    log.exception("batch of %d messages could not be stored: dropped", len(batch))
+                await self._commit(batch)
+                self._ack(batch)
             if not self._pending:
                 self._idle.set()
 
-    async def _store_with_retry(self, items: list[Received]) -> None:
+    def _ack(self, items: list[Received]) -> None:
+        if self.acknowledge is not None:
+            self.acknowledge([r.delivery for r in items if r.delivery is not None])
+
+    async def _commit(self, items: list[Received]) -> None:
+        """Store the batch; on an error that is not the database's absence, store each
+        message alone. Returns once every message is stored, quarantined or dropped."""
         batch = classify(self.topics, items)
+        try:
+            await self._while_unavailable(lambda: self._store(batch), len(items))
+            return
+        except Exception as exc:  # retried one by one below
+            log.warning("batch of %d failed (%s): storing one by one", len(items), exc)
+        for accepted in batch.accepted:
+            single = Batch(accepted=[accepted])
+            try:
+                await self._while_unavailable(partial(self._store, single), 1)
+            except Exception as exc:  # a bug or bad data must not stop ingest
+                log.exception("unit=%s message could not be stored", accepted.unit_id)
+                detail = f"{type(exc).__name__}: {exc}"
+                reject = Rejected(accepted.item, accepted.unit_id, "processing_error", detail)
+                await self._quarantine([reject])
+        await self._quarantine(batch.rejected)
+
+    async def _quarantine(self, rejected: list[Rejected]) -> None:
+        """Quarantine together; if that fails, each alone; if one still fails, drop it
+        (logged and counted: it cannot be kept, and it must not block the fleet)."""
+        if not rejected:
+            return
+        try:
+            await self._while_unavailable(lambda: self._store(Batch(rejected=rejected)), 0)
+            return
+        except Exception as exc:
+            if len(rejected) == 1:
+                self.dropped += 1
+                log.exception(
+                    "unit=%s message could not be quarantined: dropped", rejected[0].unit_id
+                )
+                return
+            log.warning("%d quarantine rows failed together (%s): one by one", len(rejected), exc)
+        for one in rejected:
+            await self._quarantine([one])
+
+    async def _while_unavailable(self, work: Callable[[], Awaitable[T]], size: int) -> T:
+        """Run `work`, again and again while the database is unavailable."""
         attempt = 0
         while True:
             try:
-                await self._store(batch)
-                return
-            except DBAPIError as exc:
-                if not exc.connection_invalidated and "locked" not in str(exc.orig).lower():
-                    break
-                delay = random.uniform(0.5, min(30.0, 2.0**attempt))
+                result = await work()
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                self._unavailable(exc, size)
                 attempt += 1
-                log.error(
-                    "database unavailable, batch of %d waits %.1fs: %s", len(items), delay, exc
+                await asyncio.sleep(
+                    self._random.uniform(0.05, min(RETRY_CAP_S, 0.25 * 2 ** min(attempt, 10)))
                 )
-                await asyncio.sleep(delay)
-            except Exception as exc:  # retried one by one below
-                log.exception("batch of %d failed (%s): retrying one by one", len(items), exc)
-                break
-        for accepted in batch.accepted:
-            try:
-                await self._store(Batch(accepted=[accepted]))
-            except Exception as exc:  # a bug or bad data must not stop ingest
-                log.exception("unit=%s message could not be stored", accepted.unit_id)
-                reject = Rejected(
-                    accepted.item,
-                    accepted.unit_id,
-                    "processing_error",
-                    f"{type(exc).__name__}: {exc}",
+                continue
+            if self._outage_since is not None:
+                log.warning(
+                    "database back after %.0f s: ingest resumes",
+                    time.monotonic() - self._outage_since,
                 )
-                await self._store(Batch(rejected=[reject]))
-        if batch.rejected:
-            await self._store(Batch(rejected=batch.rejected))
+                self._outage_since = None
+                self.metrics.database_up.set(1)
+            return result
+
+    def _unavailable(self, exc: BaseException, size: int) -> None:
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+            self.metrics.database_up.set(0)
+        if now - self._outage_logged >= OUTAGE_LOG_EVERY_S:
+            self._outage_logged = now
+            log.error(
+                "database unavailable for %.0f s: ingest waits, nothing is acknowledged "
+                "(%d messages in this batch, %d more received): %s",
+                now - self._outage_since,
+                size,
+                len(self._pending),
+                exc,
+            )
 
     async def _store(self, batch: Batch) -> None:
-        applied: list[Accepted] = []
+        outcome = _Outcome()
         async with self.db.session() as session:
-            for rejected in batch.rejected:
-                quarantine(session, rejected)
             if batch.accepted:
-                applied = await self._apply(session, batch.accepted)
+                await self._apply(session, batch.accepted, outcome)
+            rejected = [*batch.rejected, *outcome.rejected]
+            for reject in rejected:
+                quarantine(session, reject)
             await session.commit()
             if self.notifier is not None:
                 self.notifier.wake_if_queued(session)
+        self._count(outcome, rejected, len(batch.accepted) + len(batch.rejected))
+
+    def _count(self, outcome: _Outcome, rejected: list[Rejected], size: int) -> None:
+        """Metrics and counters of a committed batch."""
         committed = utcnow()
-        lags = [max(0.0, (committed - a.message.sent_at).total_seconds()) for a in applied]
+        lags = [max(0.0, (committed - a.message.sent_at).total_seconds()) for a in outcome.applied]
         kinds: dict[str, int] = {}
-        for accepted in applied:
+        for accepted in outcome.applied:
             kinds[accepted.message.kind] = kinds.get(accepted.message.kind, 0) + 1
         for kind, count in kinds.items():
             self.metrics.messages.labels(kind).inc(count)
         for lag in lags:
             self.metrics.lag.observe(lag)
-        for reject in batch.rejected:
+        for reject in rejected:
             self.metrics.quarantined.labels(reject.reason).inc()
             log.warning(
                 "quarantined topic=%s unit=%s reason=%s detail=%s",
@@ -187,93 +295,97 @@ class Ingest:
                 reject.reason,
                 reject.detail[:200],
             )
-        self.metrics.batch_size.observe(len(batch.accepted) + len(batch.rejected))
-        self.stored += len(applied)
-        self.quarantined += len(batch.rejected)
+        if outcome.duplicates:
+            self.metrics.duplicates.inc(outcome.duplicates)
+        self.metrics.batch_size.observe(size)
+        self.stored += len(outcome.applied)
+        self.quarantined += len(rejected)
+        self.duplicates += outcome.duplicates
         for observer in self.lag_observers:
             observer(lags)
 
-    async def _load(
-        self, session: AsyncSession, unit_ids: list[str], need_units: set[str]
-    ) -> tuple[dict[str, Unit], dict[str, UnitStatus], dict[str, list[SeqGap]]]:
-        """Statuses and gaps of the batch's units (one query each per chunk); the inventory
-        rows only where needed (units with events) or missing (registered here)."""
-        units: dict[str, Unit] = {}
-        statuses: dict[str, UnitStatus] = {}
-        gaps: dict[str, list[SeqGap]] = {}
-        for i in range(0, len(unit_ids), _IN_CHUNK):
-            chunk = unit_ids[i : i + _IN_CHUNK]
-            rows = await session.execute(select(UnitStatus).where(UnitStatus.unit_id.in_(chunk)))
-            statuses.update((s.unit_id, s) for s in rows.scalars())
-            for gap in (
-                await session.execute(select(SeqGap).where(SeqGap.unit_id.in_(chunk)))
-            ).scalars():
-                gaps.setdefault(gap.unit_id, []).append(gap)
-        wanted = sorted(need_units | {u for u in unit_ids if u not in statuses})
-        for i in range(0, len(wanted), _IN_CHUNK):
-            found = await session.execute(
-                select(Unit).where(Unit.unit_id.in_(wanted[i : i + _IN_CHUNK]))
-            )
-            units.update((u.unit_id, u) for u in found.scalars())
-        now = utcnow()
-        new = [unit_id for unit_id in wanted if unit_id not in units]
-        if new:
-            log.info(
-                "%d units not in the inventory registered from the broker (%s...)",
-                len(new),
-                ", ".join(new[:5]),
-            )
-        for unit_id in new:
-            units[unit_id] = Unit(unit_id=unit_id, source="broker", registered_at=now)
-            session.add(units[unit_id])
-        for unit_id in unit_ids:
-            if unit_id not in statuses:
-                statuses[unit_id] = UnitStatus(
-                    unit_id=unit_id,
-                    online_reason="",
-                    recording_reason="",
-                    gate_reason="",
-                    reported_faults=[],
-                    messages=0,
-                    duplicates=0,
-                    missing=0,
-                )
-                session.add(statuses[unit_id])
-        if new:
-            await session.flush()
-        await preload_faults(session, unit_ids)
-        return units, statuses, gaps
-
-    async def _apply(self, session: AsyncSession, accepted: list[Accepted]) -> list[Accepted]:
+    async def _apply(
+        self, session: AsyncSession, accepted: list[Accepted], outcome: _Outcome
+    ) -> None:
         unit_ids = sorted({a.unit_id for a in accepted})
-        need_units = {a.unit_id for a in accepted if isinstance(a.message, Event)}
-        units, statuses, gaps = await self._load(session, unit_ids, need_units)
+        statuses = await load_statuses(session, unit_ids, registered_at=utcnow())
+        gaps = await _gaps(session, _gaps_needed(accepted, statuses))
+        events = sorted({a.unit_id for a in accepted if isinstance(a.message, Event)})
+        units = await _units(session, events)
+        faults = {a.unit_id for a in accepted if isinstance(a.message, Event | SelfTestReport)}
+        await preload_faults(session, sorted(faults))
         await known_reports(session, [a.message for a in accepted])
-        applied = []
+        collapse = HeartbeatCollapse()
         for item in accepted:
-            status = statuses[item.unit_id]
-            unit_gaps = gaps.setdefault(item.unit_id, [])
-            verdict = await sequence(session, self.metrics, status, unit_gaps, item.message)
-            if verdict is None:
+            unit_id, message, received_at = item.unit_id, item.message, item.item.received_at
+            status = statuses[unit_id]
+            verdict = await self._sequencer.sequence(
+                session, status, gaps.setdefault(unit_id, []), message, received_at
+            )
+            if verdict is Verdict.DUPLICATE:
                 status.duplicates += 1
-                self.duplicates += 1
-                self.metrics.duplicates.inc()
+                outcome.duplicates += 1
+                continue
+            if verdict is Verdict.AHEAD:
+                last = status.last_seq or 0
+                detail = (
+                    f"seq {message.seq} is {message.seq - last} past the unit's last stored "
+                    f"seq {last}; at most {self._sequencer.window(status, received_at)} is "
+                    "plausible now"
+                )
+                outcome.rejected.append(Rejected(item.item, unit_id, "seq_ahead", detail))
                 continue
             status.messages += 1
             await apply_message(
                 session,
-                self,
-                units.get(item.unit_id),
+                self._context,
+                collapse,
+                units.get(unit_id),
                 status,
-                item.message,
-                item.item.received_at,
-                newest=verdict,
+                message,
+                received_at,
+                newest=verdict is Verdict.NEWEST,
             )
-            handler = self.handlers.get(item.message.kind)
+            handler = self.handlers.get(message.kind)
             if handler is not None:
-                await handler(session, item.message)
-            applied.append(item)
-        return applied
+                await handler(session, message)
+            outcome.applied.append(item)
+        collapse.release_all()
+        await write_statuses(session, statuses.values())
 
-    def is_fresh(self, sent_at: datetime, now: datetime) -> bool:
-        return sent_at >= now - timedelta(seconds=self.settings.offline_timeout_s)
+
+def _gaps_needed(accepted: list[Accepted], statuses: dict[str, LiveStatus]) -> list[str]:
+    """Units whose recorded gaps the batch may read: those with a message not beyond
+    everything before it (late, duplicate, a reset), or far enough ahead to start the
+    count again. A unit whose messages only move forward only adds gaps."""
+    highest = {unit_id: status.last_seq for unit_id, status in statuses.items()}
+    needed: set[str] = set()
+    for item in accepted:
+        seq, last = item.message.seq, highest[item.unit_id]
+        if last is not None and (seq <= last or seq > last + SEQ_AHEAD_SLACK):
+            needed.add(item.unit_id)
+        if last is None or seq > last:
+            highest[item.unit_id] = seq
+    return sorted(needed)
+
+
+async def _gaps(session: AsyncSession, unit_ids: list[str]) -> dict[str, list[SeqGap]]:
+    gaps: dict[str, list[SeqGap]] = {}
+    for i in range(0, len(unit_ids), _IN_CHUNK):
+        chunk = unit_ids[i : i + _IN_CHUNK]
+        for gap in (
+            await session.execute(select(SeqGap).where(SeqGap.unit_id.in_(chunk)))
+        ).scalars():
+            gaps.setdefault(gap.unit_id, []).append(gap)
+    return gaps
+
+
+async def _units(session: AsyncSession, unit_ids: list[str]) -> dict[str, Unit]:
+    """The inventory rows of units with events (their callouts need the contractor)."""
+    units: dict[str, Unit] = {}
+    for i in range(0, len(unit_ids), _IN_CHUNK):
+        found = await session.execute(
+            select(Unit).where(Unit.unit_id.in_(unit_ids[i : i + _IN_CHUNK]))
+        )
+        units.update((u.unit_id, u) for u in found.scalars())
+    return units

@@ -1,20 +1,29 @@
 """What each accepted message changes: live state, history rows, faults and callouts.
 
-Called by `Ingest` inside its batch transaction. `newest` is False for a late message
-(one that fills a seq gap): it is stored, and its fault events are applied if newer than
-the last applied for that fault, but it never rolls the live state back.
+Called by `Ingest` inside its batch transaction, with the unit's `LiveStatus` (see
+`controller.store.live_status`). `newest` is False for a late message (one that fills a
+seq gap): it is stored, and its fault events are applied if newer than the last applied
+for that fault, but it never rolls the live state back.
+
+Heartbeats are most of the traffic and change nothing but live-status columns, all named
+in `HEARTBEAT_COLUMNS`. `HeartbeatCollapse` applies only the newest heartbeat of a unit
+per batch, and always before any other message of that unit, so the order of what the
+unit said is kept.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controller import audit
 from controller.store.fleet import PowerReading, SelfTestRecord, Unit, UnitStatus
+from controller.store.live_status import LiveStatus
 from protocol.faults import FaultCode
 from protocol.messages import (
     Event,
@@ -32,15 +41,95 @@ from protocol.messages import (
 
 if TYPE_CHECKING:
     from controller.callouts import CalloutService
-    from controller.ingest import Ingest
 
-__all__ = ["KNOWN_REPORTS", "PASSING", "apply_message", "known_reports", "set_online"]
+__all__ = [
+    "HEARTBEAT_COLUMNS",
+    "KEEP",
+    "KNOWN_REPORTS",
+    "PASSING",
+    "HeartbeatCollapse",
+    "apply_message",
+    "known_reports",
+    "set_online",
+]
 
 #: session.info key: (unit, report id) of self-test reports already stored (see below).
 KNOWN_REPORTS = "known_reports"
 
 #: Self-test verdicts that count as a passing function check.
 PASSING = ("pass", "warn")
+
+#: A heartbeat value that leaves its column as it was.
+KEEP: Any = object()
+
+#: The live-status columns a heartbeat sets, each with how its value comes from the
+#: message: the one mapping of a heartbeat onto `unit_status` (a new column is a line).
+HEARTBEAT_COLUMNS: dict[str, Callable[[Heartbeat], Any]] = {
+    "heartbeat_at": attrgetter("sent_at"),
+    "recording": attrgetter("recording"),
+    "recording_reason": attrgetter("recording_reason"),
+    "gate_open": attrgetter("gate_open"),
+    "gate_reason": attrgetter("gate_reason"),
+    "deployment_id": attrgetter("deployment_id"),
+    "outbox_depth": attrgetter("outbox_depth"),
+    "outbox_dropped": attrgetter("outbox_dropped"),
+    "uptime_s": attrgetter("uptime_s"),
+    "temperature_c": attrgetter("temperature_c"),
+    "clock_offset_s": attrgetter("clock_offset_s"),
+    "reported_faults": lambda m: [f.value for f in m.open_faults],
+    "position_lat": lambda m: m.position[0] if m.position else None,
+    "position_lon": lambda m: m.position[1] if m.position else None,
+    "storage_total_bytes": lambda m: m.storage.total_bytes if m.storage else KEEP,
+    "storage_free_bytes": lambda m: m.storage.free_bytes if m.storage else KEEP,
+}
+
+Status = UnitStatus | LiveStatus
+
+
+class Context:
+    """What applying a message needs besides the message: the callout rules and the
+    offline timeout (fresh traffic from an offline unit brings it back online)."""
+
+    def __init__(self, callouts: CalloutService, offline_timeout_s: float) -> None:
+        self.callouts = callouts
+        self.offline_timeout_s = offline_timeout_s
+
+    def is_fresh(self, sent_at: datetime, now: datetime) -> bool:
+        return (now - sent_at).total_seconds() <= self.offline_timeout_s
+
+
+class HeartbeatCollapse:
+    """Holds each unit's newest heartbeat of a batch until another message of the unit is
+    applied or the batch ends: one heartbeat per unit and batch reaches the live state."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[LiveStatus, Heartbeat]] = {}
+
+    def hold(self, status: LiveStatus, message: Heartbeat) -> None:
+        self._held[status.unit_id] = (status, message)
+
+    def release(self, unit_id: str) -> None:
+        held = self._held.pop(unit_id, None)
+        if held is not None:
+            apply_heartbeat(*held)
+
+    def release_all(self) -> None:
+        for status, message in self._held.values():
+            apply_heartbeat(status, message)
+        self._held.clear()
+
+
+def apply_heartbeat(status: Status, message: Heartbeat) -> None:
+    values = {}
+    for column, value_of in HEARTBEAT_COLUMNS.items():
+        value = value_of(message)
+        if value is not KEEP:
+            values[column] = value
+    if isinstance(status, LiveStatus):
+        status.assign(values)
+    else:
+        for column, value in values.items():
+            setattr(status, column, value)
 
 
 async def known_reports(session: AsyncSession, messages: list[Message]) -> None:
@@ -60,7 +149,7 @@ async def known_reports(session: AsyncSession, messages: list[Message]) -> None:
 async def set_online(
     session: AsyncSession,
     callouts: CalloutService,
-    status: UnitStatus,
+    status: Status,
     online: bool,
     reason: str,
     at: datetime,
@@ -85,9 +174,10 @@ async def set_online(
 
 async def apply_message(
     session: AsyncSession,
-    ingest: Ingest,
+    context: Context,
+    collapse: HeartbeatCollapse,
     unit: Unit | None,
-    status: UnitStatus,
+    status: LiveStatus,
     message: Message,
     received_at: datetime,
     *,
@@ -99,17 +189,21 @@ async def apply_message(
         status.last_seen_at = received_at
     if newest and status.boot_id != message.boot_id:
         status.boot_id = message.boot_id
-    callouts = ingest.callouts
+    if isinstance(message, Heartbeat):
+        if newest:
+            if status.online is not True and context.is_fresh(message.sent_at, received_at):
+                await set_online(session, context.callouts, status, True, "", received_at)
+            collapse.hold(status, message)
+        return
+    collapse.release(status.unit_id)
+    callouts = context.callouts
     if isinstance(message, UnitState):
         await _state(session, callouts, status, message, received_at)
         return
     # Fresh traffic from a unit marked offline (e.g. after silence) means it is back.
-    if newest and status.online is not True and ingest.is_fresh(message.sent_at, received_at):
+    if newest and status.online is not True and context.is_fresh(message.sent_at, received_at):
         await set_online(session, callouts, status, True, "", received_at)
-    if isinstance(message, Heartbeat):
-        if newest:
-            _heartbeat(status, message)
-    elif isinstance(message, PowerStatus):
+    if isinstance(message, PowerStatus):
         _power(session, status, message, newest)
     elif isinstance(message, SelfTestReport):
         await _selftest(session, callouts, status, message, received_at)
@@ -123,7 +217,7 @@ async def apply_message(
 async def _state(
     session: AsyncSession,
     callouts: CalloutService,
-    status: UnitStatus,
+    status: LiveStatus,
     message: UnitState,
     at: datetime,
 ) -> None:
@@ -139,29 +233,7 @@ async def _state(
     await set_online(session, callouts, status, message.online, reason, at)
 
 
-def _heartbeat(status: UnitStatus, message: Heartbeat) -> None:
-    values: dict[str, object] = {
-        "heartbeat_at": message.sent_at,
-        "recording": message.recording,
-        "recording_reason": message.recording_reason,
-        "gate_open": message.gate_open,
-        "gate_reason": message.gate_reason,
-        "deployment_id": message.deployment_id,
-        "outbox_depth": message.outbox_depth,
-        "temperature_c": message.temperature_c,
-        "clock_offset_s": message.clock_offset_s,
-        "reported_faults": [f.value for f in message.open_faults],
-    }
-    if message.storage is not None:
-        values["storage_total_bytes"] = message.storage.total_bytes
-        values["storage_free_bytes"] = message.storage.free_bytes
-    # Setting an ORM attribute costs far more than reading it: set only what changed.
-    for key, value in values.items():
-        if getattr(status, key) != value:
-            setattr(status, key, value)
-
-
-def _power(session: AsyncSession, status: UnitStatus, message: PowerStatus, newest: bool) -> None:
+def _power(session: AsyncSession, status: LiveStatus, message: PowerStatus, newest: bool) -> None:
     facts = message.model_dump(
         mode="json",
         include={
@@ -195,7 +267,7 @@ def _power(session: AsyncSession, status: UnitStatus, message: PowerStatus, newe
 async def _selftest(
     session: AsyncSession,
     callouts: CalloutService,
-    status: UnitStatus,
+    status: LiveStatus,
     message: SelfTestReport,
     at: datetime,
 ) -> None:
@@ -246,7 +318,7 @@ async def _event(
     session: AsyncSession,
     callouts: CalloutService,
     unit: Unit,
-    status: UnitStatus,
+    status: LiveStatus,
     message: Event,
     newest: bool,
 ) -> None:
@@ -257,7 +329,7 @@ async def _event(
             unit,
             body.code,
             at=message.at,
-            check=body.check,
+            check=body.check[:64] if body.check else None,
             detail=body.detail,
             facts=dict(body.facts),
             origin="unit",

@@ -60,6 +60,18 @@ class ControllerMetrics:
         self.queue_depth = Gauge(
             "cctv_ingest_queue_depth", "Received messages waiting to be stored", registry=r
         )
+        self.unacknowledged = Gauge(
+            "cctv_ingest_unacknowledged",
+            "Messages received on the broker connection and not yet acknowledged (they are "
+            "acknowledged once committed)",
+            registry=r,
+        )
+        self.database_up = Gauge(
+            "cctv_ingest_database_up",
+            "0 while ingest waits for the database to come back, else 1",
+            registry=r,
+        )
+        self.database_up.set(1)
         self.units = Gauge("cctv_units", "Units by roll-up state", ["state"], registry=r)
         self.open_callouts = Gauge(
             "cctv_open_callouts", "Open maintenance callouts by priority", ["priority"], registry=r

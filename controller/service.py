@@ -8,8 +8,10 @@ the notifier and (when `controller.api` is present) the HTTP server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
+import random
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -17,17 +19,22 @@ from typing import Any
 from controller.bus import ControllerLink
 from controller.callouts import CalloutService
 from controller.config import ControllerSettings
+from controller.errors import StoreError
 from controller.fleet import import_units
 from controller.ingest import Handler, Ingest
 from controller.jobs import FleetJobs
 from controller.metrics import ControllerMetrics
 from controller.notify import Notifier
-from controller.store.base import Database
+from controller.store.base import Database, is_unavailable
+from controller.unit_reports import UnitReports
 from protocol.messages import utcnow
 
 __all__ = ["ControllerService", "load_app_factory"]
 
 log = logging.getLogger(__name__)
+
+#: Longest wait between attempts to reach the database at start.
+DATABASE_WAIT_CAP_S = 10.0
 
 
 def load_app_factory() -> Any | None:
@@ -59,6 +66,7 @@ class ControllerService:
         self.link = link or ControllerLink.from_settings(settings, metrics=self.metrics)
         if self.link.metrics is None:
             self.link.metrics = self.metrics
+        self.metrics.unacknowledged.set_function(lambda: self.link.unacknowledged)
         self.callouts = CalloutService(settings)
         self.notifier = Notifier(self.db, settings, metrics=self.metrics)
         self.ingest = Ingest(
@@ -67,7 +75,8 @@ class ControllerService:
             self.callouts,
             metrics=self.metrics,
             notifier=self.notifier,
-            handlers=handlers,
+            handlers={**UnitReports(self.callouts).handlers(), **(handlers or {})},
+            acknowledge=self.link.ack,
         )
         self.jobs = FleetJobs(
             self.db, settings, self.callouts, metrics=self.metrics, notifier=self.notifier
@@ -82,8 +91,25 @@ class ControllerService:
         self._stop.set()
 
     async def prepare(self) -> None:
-        """Migrate the database and import the fleet's inventory when configured."""
-        await self.db.migrate()
+        """Migrate the database and import the fleet's inventory when configured. While
+        the database is unavailable (a controller may start before its database), wait
+        and try again; any other failure is raised."""
+        attempt = 0
+        while True:
+            try:
+                await self.db.migrate()
+                break
+            except StoreError as exc:
+                if not is_unavailable(exc):
+                    raise
+                delay = random.uniform(0.5, min(DATABASE_WAIT_CAP_S, 2.0**attempt))
+                attempt += 1
+                log.error("database unavailable at start, retry in %.1f s: %s", delay, exc)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stop.wait()
+                if self._stop.is_set():
+                    return
         fleet_dir = self.settings.fleet_dir
         if fleet_dir is not None and (Path(fleet_dir) / "units").is_dir():
             async with self.db.session() as session:
@@ -92,24 +118,59 @@ class ControllerService:
             log.info("inventory added=%d updated=%d", len(result.added), len(result.updated))
 
     async def run(self) -> None:
-        await self.prepare()
+        """The broker link starts at once: messages received while the database is not
+        yet ready wait, unacknowledged, within the Receive Maximum. The rest starts once
+        the database is migrated; the periodic jobs once the broker's backlog (what was
+        queued for the controller while it was away) is stored, so units are not judged
+        silent on messages still waiting to be read."""
+        failure: BaseException | None = None
         async with asyncio.TaskGroup() as tg:
-            tasks = [
-                tg.create_task(self.link.run(self.ingest.submit), name="broker-link"),
-                tg.create_task(self.ingest.run(), name="ingest-writer"),
-                tg.create_task(self.jobs.run(), name="periodic-jobs"),
-                tg.create_task(self.notifier.run(), name="notifier"),
-                tg.create_task(self._deployment_reviews(), name="deployment-reviews"),
-            ]
-            for name, factory in self.extra_tasks.items():
-                tasks.append(tg.create_task(factory(), name=name))
-            if self.http:
-                tasks.append(tg.create_task(self._serve_http(), name="http"))
-            self.started.set()
-            await self._stop.wait()
+            tasks = [tg.create_task(self.link.run(self.ingest.submit), name="broker-link")]
+            stopping = tg.create_task(self._stop.wait(), name="stop-signal")
+            # Not in the TaskGroup: a failed start is raised as itself, not as a group.
+            # A stop while preparing lets the migration finish (or the wait for the
+            # database end): cancelling a migration half way leaves its connection hanging.
+            prepared = asyncio.create_task(self.prepare(), name="prepare")
+            try:
+                await asyncio.wait({prepared})
+            except asyncio.CancelledError:
+                prepared.cancel()
+                raise
+            if prepared.exception() is not None:
+                failure = prepared.exception()
+                self._stop.set()
+            elif not self._stop.is_set():
+                tasks += [
+                    tg.create_task(self.ingest.run(), name="ingest-writer"),
+                    tg.create_task(self._jobs_after_backlog(), name="periodic-jobs"),
+                    tg.create_task(self.notifier.run(), name="notifier"),
+                    tg.create_task(self._deployment_reviews(), name="deployment-reviews"),
+                ]
+                for name, factory in self.extra_tasks.items():
+                    tasks.append(tg.create_task(factory(), name=name))
+                if self.http:
+                    tasks.append(tg.create_task(self._serve_http(), name="http"))
+                self.started.set()
+            await stopping
             log.info("controller stopping")
             for task in tasks:
                 task.cancel()
+        if failure is not None:
+            raise failure
+
+    async def _jobs_after_backlog(self) -> None:
+        limit = self.settings.offline_timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                await self.link.connected.wait()
+                while True:  # idle twice, a batch interval apart: the backlog is in
+                    await self.ingest.idle()
+                    await asyncio.sleep(max(0.2, self.settings.ingest.batch_interval_ms / 500))
+                    if self.ingest.is_idle:
+                        break
+        except TimeoutError:
+            log.warning("broker backlog not drained within %.0f s: periodic jobs start", limit)
+        await self.jobs.run()
 
     async def _deployment_reviews(self) -> None:
         """Deployments start and end on their dates, reviews are reminded before they fall
@@ -132,7 +193,14 @@ class ControllerService:
 
         app = factory(self.settings, self.db, self.link, registry=self.metrics)
         config = uvicorn.Config(
-            app, host=self.settings.http.host, port=self.settings.http.port, log_level="info"
+            app,
+            host=self.settings.http.host,
+            port=self.settings.http.port,
+            log_level="info",
+            # The app believes X-Forwarded-* only from http.trusted_proxies
+            # (controller.api.proxies); uvicorn's own handling would trust 127.0.0.1.
+            proxy_headers=False,
+            forwarded_allow_ips=[],
         )
         await uvicorn.Server(config).serve()
         self.stop()  # uvicorn stopped on a signal: stop the rest too

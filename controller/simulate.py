@@ -1,7 +1,13 @@
 """A load simulator: N units' realistic telemetry through the real broker.
 
-It connects with the fleet's `simulator` identity (its ACL may write every unit's
-from-unit topics) over a few connections, each carrying many units. Each unit says it
+It connects with the fleet's simulator identities (their ACL may write every unit's
+from-unit topics), one connection per identity, each carrying many units. The broker makes
+a connection's client id its certificate's CN, so two connections (or two simulator
+processes) with one identity would keep knocking each other off: the number of
+connections is limited to the identities given (`simulator`, `simulator-2`, ..., issued
+with `cctv-provision add-client simulator-2`; the broker's ACL must be regenerated after
+issuing one, which is why the simulator does not issue identities itself). One
+connection carries 10,000 units at 30 s heartbeats comfortably. Each unit says it
 is online (retained state), then sends a heartbeat every interval (phases spread evenly,
 so N units at interval S give N/S messages per second), a power status every
 `power_every` heartbeats, a boot self-test and one every `selftest_every` heartbeats,
@@ -15,14 +21,17 @@ import asyncio
 import json
 import logging
 import random
+import re
 import ssl
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiomqtt
 
+from controller.errors import InventoryError
 from protocol.faults import FaultCode
 from protocol.messages import (
     CheckResult,
@@ -41,7 +50,7 @@ from protocol.messages import (
 )
 from protocol.topics import Topics
 
-__all__ = ["SimStats", "Simulator", "simulator_tls"]
+__all__ = ["SimStats", "Simulator", "SimulatorIdentity", "simulator_identities"]
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +58,53 @@ _FAULTS = (FaultCode.BLUR, FaultCode.VIEW_MOVED, FaultCode.STORAGE_LOW, FaultCod
 _CHECKS = ("camera_signal", "image_black", "blur", "frozen", "recording", "storage", "clock")
 UNITS_PER_CONNECTION = 2500
 MAX_IN_FLIGHT = 500
+#: Names of simulator identities: `simulator`, `simulator-2`, `simulator-east`, ...
+_SIMULATOR_NAME = re.compile(r"simulator(-[a-z0-9_-]+)?")
 
 
-def simulator_tls(fleet_dir: Path) -> ssl.SSLContext:
-    """TLS context of the fleet's `simulator` client identity."""
+@dataclass(frozen=True)
+class SimulatorIdentity:
+    """One simulator certificate: the broker gives its connection the client id `name`."""
+
+    name: str
+    tls: ssl.SSLContext
+
+
+def _identity_order(name: str) -> tuple[bool, bool, int, str]:
+    """`simulator`, then `simulator-2` ... `simulator-10` by number, then other names."""
+    tail = name.partition("-")[2]
+    return (tail != "", not tail.isdigit(), int(tail) if tail.isdigit() else 0, tail)
+
+
+def simulator_identities(
+    fleet_dir: Path, names: Sequence[str] | None = None
+) -> list[SimulatorIdentity]:
+    """TLS contexts of the fleet's simulator identities `names` (default: every one in
+    `clients/`, i.e. `simulator`, `simulator-2`, ...). Raises InventoryError when one is
+    missing or unreadable, or when the fleet has none."""
     root = Path(fleet_dir)
-    context = ssl.create_default_context(cafile=str(root / "ca" / "ca.crt"))
-    context.load_cert_chain(
-        str(root / "clients" / "simulator" / "client.crt"),
-        str(root / "clients" / "simulator" / "client.key"),
-    )
-    return context
+    clients = root / "clients"
+    if names is None:
+        found = clients.iterdir() if clients.is_dir() else iter(())
+        names = sorted(
+            (p.name for p in found if _SIMULATOR_NAME.fullmatch(p.name)), key=_identity_order
+        )
+        if not names:
+            raise InventoryError(
+                str(clients), "no simulator identity (cctv-provision add-client simulator)"
+            )
+    if len(set(names)) != len(names):
+        raise InventoryError(str(clients), "each simulator identity can be used only once")
+    identities = []
+    for name in names:
+        folder = clients / name
+        try:
+            context = ssl.create_default_context(cafile=str(root / "ca" / "ca.crt"))
+            context.load_cert_chain(str(folder / "client.crt"), str(folder / "client.key"))
+        except (OSError, ssl.SSLError) as exc:
+            raise InventoryError(str(folder), f"no usable simulator identity: {exc}") from exc
+        identities.append(SimulatorIdentity(name, context))
+    return identities
 
 
 @dataclass
@@ -91,22 +136,24 @@ class Simulator:
         *,
         host: str,
         port: int,
-        tls: ssl.SSLContext,
+        identities: Sequence[SimulatorIdentity],
         units: int,
         interval_s: float = 30.0,
         topic_root: str = "cctv/v1",
         prefix: str = "sim",
-        connections: int | None = None,
         state_file: Path | None = None,
         power_every: int = 10,
         selftest_every: int = 1440,
         fault_probability: float = 0.0005,
         heartbeats_only: bool = False,
+        units_per_connection: int = UNITS_PER_CONNECTION,
         seed: int | None = None,
     ) -> None:
         if units < 1 or interval_s <= 0:
             raise ValueError("need at least one unit and a positive interval")
-        self.host, self.port, self.tls = host, port, tls
+        if not identities or units_per_connection < 1:
+            raise ValueError("need at least one simulator identity and one unit per connection")
+        self.host, self.port = host, port
         self.topics = Topics(topic_root)
         self.interval_s = interval_s
         self.state_file = state_file
@@ -115,7 +162,8 @@ class Simulator:
         self.fault_probability = fault_probability
         self.heartbeats_only = heartbeats_only
         self.random = random.Random(seed)
-        self.connections = connections or max(1, -(-units // UNITS_PER_CONNECTION))
+        # One connection per `units_per_connection` units, as far as identities allow.
+        self.identities = list(identities)[: -(-units // units_per_connection)]
         saved = self._load_seqs()
         base = time.time_ns() // 1_000_000  # ms: rises faster than any unit sends
         self.units = [
@@ -225,12 +273,14 @@ class Simulator:
         finally:
             gate.release()
 
-    async def _connection(self, index: int, units: list[_Unit], until: float | None) -> None:
+    async def _connection(
+        self, identity: SimulatorIdentity, units: list[_Unit], until: float | None
+    ) -> None:
         client = aiomqtt.Client(
             self.host,
             self.port,
-            tls_context=self.tls,
-            identifier=f"simulator-{index}-{uuid.uuid4().hex[:8]}",
+            tls_context=identity.tls,
+            identifier=identity.name,  # the broker uses the certificate's CN in any case
             max_inflight_messages=1000,
         )
         gate = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -257,11 +307,14 @@ class Simulator:
     async def run(self, duration_s: float | None = None) -> SimStats:
         until = None if duration_s is None else time.monotonic() + duration_s
         self.stats = SimStats()
-        groups = [self.units[i :: self.connections] for i in range(self.connections)]
+        count = len(self.identities)
         try:
             async with asyncio.TaskGroup() as tg:
-                for index, units in enumerate(groups):
-                    tg.create_task(self._connection(index, units, until), name=f"sim-conn-{index}")
+                for index, identity in enumerate(self.identities):
+                    tg.create_task(
+                        self._connection(identity, self.units[index::count], until),
+                        name=f"sim-conn-{identity.name}",
+                    )
         finally:
             self.save_seqs()
         return self.stats

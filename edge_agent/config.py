@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge_agent.errors import AgentError
+from edge_agent.selftest.sntp import parse_server
 from protocol.topics import DEFAULT_ROOT, validate_unit_id
 
 __all__ = ["AgentSettings", "ConfigError", "RuntimeSettings", "load_config"]
@@ -75,9 +76,20 @@ class SelfTestConfig(Section):
     schedule: list[str] = Field(["07:00", "19:00"], description="Local times (shift change)")
     timezone: str = Field("Europe/London", description="IANA zone for the schedule")
     at_boot: bool = Field(True, description="Run a self-test when the agent starts")
-    ntp_server: str | None = Field(None, description="NTP server for the clock check")
-    thermal_root: Path = Field(Path("/sys/class/thermal"), description="Thermal zones")
+    ntp_server: str | None = Field(
+        None, description="NTP server for the clock check: host or host:port"
+    )
+    thermal_root: Path = Field(
+        Path("/sys/class/thermal"), description="Thermal zones (checked, and in the heartbeat)"
+    )
     thresholds: dict[str, float] = Field(default_factory=dict, description="Check overrides")
+
+    @field_validator("ntp_server")
+    @classmethod
+    def _ntp(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_server(value)  # a ValueError names what is wrong
+        return value
 
     @field_validator("schedule")
     @classmethod

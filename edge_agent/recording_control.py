@@ -36,8 +36,34 @@ from protocol.evidence_keys import EvidencePublicKey
 from protocol.faults import FaultCode
 from protocol.messages import RecordingStarted, RecordingStopped, SegmentSummary
 from protocol.segment_format import SegmentSummaryInfo, inspect_segment
+from protocol.segment_manifest import ChainEntry, Checkpoint
 
-__all__ = ["RecordingControl"]
+__all__ = ["MAX_REPORTED_ENTRIES", "ChainReports", "RecordingControl"]
+
+#: Chain entries one index report carries at most (a message stays well under the
+#: protocol's payload limit). More pending, e.g. after retention removed hundreds of
+#: segments at once: the oldest are left out and the controller records a gap.
+MAX_REPORTED_ENTRIES = 200
+
+
+class ChainReports:
+    """What each index report carries: a new checkpoint and the chain entries since the
+    last report (after a restart: since the index's latest checkpoint, the last one this
+    unit reported), at most `MAX_REPORTED_ENTRIES`, the newest."""
+
+    def __init__(self, index: SegmentIndex) -> None:
+        self._index = index
+        #: Chain entries already reported to the controller (None: not known yet).
+        self.reported: int | None = None
+
+    def next_run(self) -> tuple[Checkpoint, list[ChainEntry]]:
+        if self.reported is None:
+            previous = self._index.latest_checkpoint()
+            self.reported = previous.count if previous else 0
+        checkpoint = self._index.checkpoint()
+        first = max(self.reported + 1, checkpoint.count - MAX_REPORTED_ENTRIES + 1)
+        self.reported = checkpoint.count
+        return checkpoint, self._index.chain(first, checkpoint.count)
 
 
 class RecordingControl:
@@ -75,6 +101,8 @@ class RecordingControl:
         self._spawn = spawn
         self._wake = wake
         self._clock = clock
+        self._report_lock = asyncio.Lock()
+        self._chain_reports = ChainReports(index)
         self.recorder = Recorder(
             source=source,
             index=index,
@@ -186,9 +214,10 @@ class RecordingControl:
         self._spawn(self._report_segment(summary, chain_hash))
 
     async def _report_segment(self, summary: SegmentSummaryInfo, chain_hash: str) -> None:
-        """Sign a checkpoint of the index's head and tell the controller what was sealed:
-        a segment removed, reordered or altered on the unit later is then detectable."""
-        checkpoint = await asyncio.to_thread(self._index.checkpoint)
+        """Sign a checkpoint of the index's head and tell the controller what was sealed,
+        with the chain entries since the previous report: the controller keeps its own
+        copy of the chain, so a segment removed, reordered or altered on the unit later is
+        detectable."""
         entry = SegmentSummary(
             segment_id=summary.segment_id,
             started_at=summary.started_at,
@@ -198,7 +227,9 @@ class RecordingControl:
             chain_hash=chain_hash,
             truncated=summary.truncated,
         )
-        await self._publish(self._telemetry.segments([entry], checkpoint.signature))
+        async with self._report_lock:  # reports leave in chain order, each run once
+            checkpoint, entries = await asyncio.to_thread(self._chain_reports.next_run)
+            await self._publish(self._telemetry.segments([entry], entries, checkpoint))
 
     # -- for the self-tests ----------------------------------------------------------------
 

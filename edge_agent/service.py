@@ -49,6 +49,7 @@ from edge_agent.recorder.retention import Retention, RetentionPolicy
 from edge_agent.recording_control import RecordingControl
 from edge_agent.seen import DurableSeenIds
 from edge_agent.selftest import SelfTestRunner, SelfTestThresholds
+from edge_agent.selftest.measurements import ClockOffsets, max_clock_age_s, read_temperature
 from edge_agent.selftest.suite import LiveSampler, SuiteInputs, build_checks
 from edge_agent.systemd import notify, watchdog_interval
 from edge_agent.telemetry import MessageBuilder, Telemetry
@@ -168,6 +169,9 @@ class Agent:
             publish=self._publish,
             on_change=self._wake.set,
         )
+        self.clock_offsets = ClockOffsets(
+            max_age_s=lambda: max_clock_age_s(self.settings.selftest_schedule)
+        )
         # A segment must have been sealed within two segment lengths, unless configured.
         stall = {"recording_max_age_s": 2.0 * cfg.storage.segment_seconds + 30}
         self.runner = SelfTestRunner(
@@ -185,6 +189,7 @@ class Agent:
                     thermal_root=cfg.selftest.thermal_root,
                     ntp_server=cfg.selftest.ntp_server,
                     thresholds=lambda: self.runner.thresholds,
+                    clock_offsets=self.clock_offsets,
                 )
             ),
             thresholds=SelfTestThresholds().with_overrides({**stall, **cfg.selftest.thresholds}),
@@ -319,9 +324,14 @@ class Agent:
             min((e.started_at for e in live), default=None),
         )
 
+    def _readings(self) -> tuple[StorageStatus, float | None]:
+        """Storage and the unit's temperature (None without a readable sensor)."""
+        temperature = read_temperature(self.cfg.selftest.thermal_root)
+        return self._storage(), None if temperature is None else round(temperature.celsius, 1)
+
     async def heartbeat(self) -> None:
         recording, why = self.recording.describe()
-        storage = await asyncio.to_thread(self._storage)
+        storage, temperature = await asyncio.to_thread(self._readings)
         m = self.metrics
         m.recording.set(recording)
         m.gate_open.set(self.gate.is_open)
@@ -341,6 +351,8 @@ class Agent:
                 outbox_depth=self.link.depth(),
                 outbox_dropped=self.link.dropped(),
                 uptime_s=time.monotonic() - self.started,
+                temperature_c=temperature,
+                clock_offset_s=self.clock_offsets.latest(),
                 open_faults=sorted(set(self.faults.open_faults.values())),
                 position=(self.gate.position.lat, self.gate.position.lon)
                 if self.gate.position

@@ -23,6 +23,7 @@ from protocol.messages import (
     StorageStatus,
     utcnow,
 )
+from protocol.segment_manifest import ChainEntry, Checkpoint
 
 if TYPE_CHECKING:
     from edge_agent.selftest.runner import SelfTestReport
@@ -79,9 +80,11 @@ class Telemetry:
             command_id=command_id,
         )
 
-    def segments(self, segments: list[SegmentSummary], checkpoint_signature: str) -> MessageBuilder:
+    def segments(
+        self, segments: list[SegmentSummary], entries: list[ChainEntry], checkpoint: Checkpoint
+    ) -> MessageBuilder:
         return lambda seq: RecordingIndex(
-            **self._env(seq), segments=segments, checkpoint_signature=checkpoint_signature
+            **self._env(seq), segments=segments, entries=entries, checkpoint=checkpoint
         )
 
     def ack(

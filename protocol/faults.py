@@ -43,6 +43,7 @@ class FaultCode(StrEnum):
     SELFTEST_OVERDUE = "selftest_overdue"
     UNIT_MOVED = "unit_moved"
     BROKER_UNREACHABLE = "broker_unreachable"
+    INDEX_CHECK_FAILED = "index_check_failed"
 
     @property
     def info(self) -> FaultInfo:
@@ -138,5 +139,13 @@ FAULT_INFO: dict[FaultCode, FaultInfo] = {
     ),
     FaultCode.BROKER_UNREACHABLE: FaultInfo(
         P3, "Broker round trip failing", "The unit cannot reach the control room reliably."
+    ),
+    FaultCode.INDEX_CHECK_FAILED: FaultInfo(
+        P1,
+        "Recording index failed its check",
+        "The unit's signed record of its footage does not verify or does not continue the "
+        "record the control room holds: footage may have been altered, removed or replaced. "
+        "Treat its footage as unverified; inspect the unit and its storage.",
+        "controller",
     ),
 }

@@ -108,12 +108,14 @@ class ChainEntry(_Model):
 class Checkpoint(_Model):
     """Signed by the unit: "my chain had `count` entries with head `head` at `signed_at`"."""
 
-    unit_id: str
+    unit_id: str = Field(max_length=64)
     count: int = Field(ge=0)
     head: Hex64
     signed_at: AwareDatetime
-    key_id: str
-    signature: str = Field(description="Base64 Ed25519 signature over signed_bytes()")
+    key_id: str = Field(max_length=64)
+    signature: str = Field(
+        max_length=200, description="Base64 Ed25519 signature over signed_bytes()"
+    )
 
     def signed_bytes(self) -> bytes:
         doc = {

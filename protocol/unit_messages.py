@@ -13,6 +13,7 @@ from pydantic import Field
 
 from protocol.envelope import Envelope, Ident, Model, Percent, Text, Utc
 from protocol.faults import FaultCode
+from protocol.segment_manifest import ChainEntry, Checkpoint
 from protocol.topics import Channel
 
 __all__ = [
@@ -191,12 +192,23 @@ class SegmentSummary(Model):
 
 
 class RecordingIndex(Envelope):
-    """Sent by the unit: batches of segment summaries, for the controller's evidence view."""
+    """Sent by the unit each time it seals a segment: the segments sealed (for the
+    controller's evidence view), the entries its index chain gained since its previous
+    report (segments added, deletions) and its signed checkpoint of the chain's head after
+    them. The controller keeps its own copy of the chain and checks each report continues
+    it (see `protocol.segment_manifest` for what the chain and the signature cover)."""
 
     channel: ClassVar[Channel] = Channel.INDEX
     kind: Literal["recording_index"] = "recording_index"
     segments: list[SegmentSummary] = Field(max_length=500)
-    checkpoint_signature: str | None = Field(None, description="Unit Ed25519 sig of chain head")
+    entries: list[ChainEntry] = Field(
+        default_factory=list,
+        max_length=500,
+        description="Chain entries since the previous report, in chain order",
+    )
+    checkpoint: Checkpoint | None = Field(
+        None, description="The unit's Ed25519-signed checkpoint of its chain head"
+    )
 
 
 class CommandAck(Envelope):

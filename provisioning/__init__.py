@@ -4,6 +4,7 @@ The CLI (`cctv-provision`, `provisioning.cli`) is a thin layer over this API."""
 
 from provisioning.broker import BrokerFiles, render_acl, write_broker_config
 from provisioning.bundle import UnitInfo
+from provisioning.clients import ClientIdentity
 from provisioning.config import CertStatus, FleetConfig, IssuedCertificate, ValiditySettings
 from provisioning.errors import (
     AlreadyExists,
@@ -15,7 +16,7 @@ from provisioning.errors import (
     ProvisioningError,
     UnknownUnit,
 )
-from provisioning.fleet import ClientIdentity, Fleet
+from provisioning.fleet import Fleet
 
 __all__ = [
     "AlreadyExists",

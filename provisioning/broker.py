@@ -10,6 +10,18 @@ Security model (mosquitto.conf(5)):
   fleet CA fails the handshake; `crlfile` refuses revoked certificates;
 - `use_identity_as_username true`: the certificate CN becomes the username, so `%u` in
   the ACL's `pattern` lines is the unit id;
+- `use_username_as_clientid true`: the broker replaces whatever client id the client sent
+  with that username, so the client id IS the certificate's CN. MQTT lets a new connection
+  with an existing client id take over that id's session and disconnect the holder
+  (MQTT 3.1.1 section 3.1.4, MQTT 5 section 3.1.4); without this option any certificate
+  could knock any unit or the controller off, again and again, and with a clean session
+  discard what the broker held for it (commands, telemetry). Now a certificate can only
+  ever hold its own session. The price: one certificate, one
+  connection at a time, so every centre client that runs alongside another has an
+  identity of its own (`controller-2`, `simulator-2`, ...: `provisioning.clients`);
+  the ACL below grants each by its role. Checked with Mosquitto 2.0.11 by the test suite
+  (the broker logs the replaced id: "New client connected ... as <CN>"). Not re-read on
+  SIGHUP: changing it needs a restart;
 - `allow_anonymous false`, no plain listener.
 
 Revocation (behaviour checked with Mosquitto 2.0.11 by the test suite): the broker reads
@@ -33,6 +45,7 @@ from protocol.topics import Channel, Direction
 from provisioning.errors import BrokerConfigError, InvalidInput
 from provisioning.files import refuse_existing, write_bytes
 from provisioning.fleet import Fleet
+from provisioning.pki import Role
 
 __all__ = ["BrokerFiles", "render_acl", "write_broker_config"]
 
@@ -64,17 +77,22 @@ def render_acl(fleet: Fleet) -> str:
         lines.append(f"pattern write {topics.acl_pattern(channel)}")
     for channel in _TO_UNIT:
         lines.append(f"pattern read {topics.acl_pattern(channel)}")
+    centre = fleet.centre_clients()
     lines += [
         "",
-        "# The controller reads every unit and sends commands and authorizations.",
-        "user controller",
-        f"topic readwrite {topics.root}/#",
-        "",
-        "# The load simulator speaks for many units: it may write what any unit writes.",
-        "user simulator",
+        "# Controllers (one identity per controller instance) read every unit and send",
+        "# commands and authorizations.",
     ]
-    for channel in _FROM_UNIT:
-        lines.append(f"topic write {topics.fleet_filter(channel)}")
+    for name in (n for n, role in centre.items() if role is Role.CONTROLLER):
+        lines += [f"user {name}", f"topic readwrite {topics.root}/#"]
+    lines += [
+        "",
+        "# Load simulators (one identity per connection) speak for many units: they may",
+        "# write what any unit writes, and read nothing.",
+    ]
+    for name in (n for n, role in centre.items() if role is Role.SIMULATOR):
+        lines.append(f"user {name}")
+        lines += [f"topic write {topics.fleet_filter(channel)}" for channel in _FROM_UNIT]
     revoked = sorted(fleet.revoked_names())
     if revoked:
         lines += ["", "# Revoked identities: denied everything even if the CRL is stale."]
@@ -208,7 +226,10 @@ def _render_conf(
         f"keyfile {files.key_file}",
         f"crlfile {files.crl_file}",
         "require_certificate true",
+        "# The certificate CN is the username AND the client id: a certificate can hold only",
+        "# its own session, never take over another client's.",
         "use_identity_as_username true",
+        "use_username_as_clientid true",
         "tls_version tlsv1.2",
     ]
     return "\n".join(lines) + "\n"

@@ -16,12 +16,16 @@ key; never the evidence private key, never the CA key.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from pydantic import BaseModel, ConfigDict, Field
 
 from protocol.topics import validate_unit_id
-from provisioning.config import FleetConfig
+from provisioning import pki
+from provisioning.config import FleetConfig, FleetLayout
 from provisioning.errors import InvalidInput
 from provisioning.files import toml_document
 
@@ -32,6 +36,7 @@ __all__ = [
     "agent_toml",
     "check_unit_id",
     "check_ups_url",
+    "unit_files",
 ]
 
 AGENT_CONFIG = "agent.toml"
@@ -113,3 +118,27 @@ def agent_toml(config: FleetConfig, unit_id: str) -> bytes:
         header=f"Enrollment of unit {unit_id} in fleet {config.name!r} (cctv-provision).\n"
         "Paths are relative to this file's folder.",
     )
+
+
+def unit_files(
+    layout: FleetLayout,
+    config: FleetConfig,
+    unit_id: str,
+    tls_key: ec.EllipticCurvePrivateKey,
+    cert: x509.Certificate,
+    signing: ed25519.Ed25519PrivateKey,
+) -> list[tuple[Path, bytes, bool]]:
+    """(path, content, private) of every file a newly issued unit gets: its bundle, and
+    the certificate and signing public key the fleet keeps (`units/<id>/`)."""
+    bundle, unit_dir = layout.bundle_dir(unit_id), layout.unit_dir(unit_id)
+    return [
+        (bundle / "unit.key", pki.private_key_pem(tls_key), True),
+        (bundle / "unit-signing.key", pki.private_key_pem(signing), True),
+        (bundle / "unit.crt", pki.cert_pem(cert), False),
+        (bundle / "ca.crt", layout.ca_cert.read_bytes(), False),
+        (bundle / "controller-signing.pub", layout.controller_signing_pub.read_bytes(), False),
+        (bundle / "evidence-public.json", layout.evidence_public.read_bytes(), False),
+        (bundle / AGENT_CONFIG, agent_toml(config, unit_id), False),
+        (unit_dir / "unit.crt", pki.cert_pem(cert), False),
+        (unit_dir / "signing.pub", pki.public_key_pem(signing), False),
+    ]

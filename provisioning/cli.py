@@ -18,9 +18,11 @@ from typer.core import TyperGroup
 from protocol.evidence_keys import EvidenceSuite
 from protocol.topics import DEFAULT_ROOT
 from provisioning.broker import write_broker_config
+from provisioning.clients import CENTRE_ROLES
 from provisioning.config import ValiditySettings
 from provisioning.errors import InvalidInput, ProvisioningError
-from provisioning.fleet import CENTRE_CLIENTS, Fleet
+from provisioning.fleet import Fleet
+from provisioning.pki import Role
 
 __all__ = ["PASSPHRASE_ENV", "app"]
 
@@ -178,17 +180,51 @@ def add_unit(
     typer.echo(f"unit {unit_id} enrolled; copy this folder onto the unit: {bundle}")
 
 
+_CENTRE_ROLE_NAMES = ", ".join(r.value for r in CENTRE_ROLES)
+
+
 @app.command("add-client")
 def add_client(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(CENTRE_CLIENTS)}.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Client name, e.g. controller-2 or simulator-2 (the name gives the role), "
+            "or any other name with --role."
+        ),
+    ],
+    role: Annotated[
+        str | None,
+        typer.Option(help=f"Role of a name that does not carry one: {_CENTRE_ROLE_NAMES}."),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Re-issue an existing identity.")] = False,
 ) -> None:
-    """Issue a centre client identity (the load `simulator` may write for every unit)."""
-    identity = _open(ctx).issue_client(name, force=force)
+    """Issue a centre client identity: another controller instance (reads every unit, sends
+    commands) or a load-simulator connection (writes what any unit writes).
+
+    The broker ties each connection to its certificate (client id = CN), so every client
+    that runs at the same time as another needs its own identity. Regenerate the broker
+    config and reload the broker afterwards: its ACL grants the new identity its rights."""
+    chosen = None
+    if role is not None:
+        if role not in {r.value for r in CENTRE_ROLES}:
+            raise InvalidInput(f"--role must be one of {_CENTRE_ROLE_NAMES}, not {role!r}")
+        chosen = Role(role)
+    identity = _open(ctx).issue_client(name, role=chosen, force=force)
     typer.echo(f"certificate: {identity.cert_file}")
     typer.echo(f"key:         {identity.key_file}")
     typer.echo(f"CA:          {identity.ca_file}")
+    typer.echo(
+        "Now regenerate the broker config (cctv-provision broker-config --force ...) and "
+        "reload the broker (SIGHUP) so its ACL grants this identity its rights."
+    )
+
+
+@app.command()
+def clients(ctx: typer.Context) -> None:
+    """List the centre client identities that hold a valid certificate, with their role."""
+    for name, role in _open(ctx).centre_clients().items():
+        typer.echo(f"{name}\t{role.value}")
 
 
 @app.command("controller-identity")
@@ -213,9 +249,11 @@ def controller_identity(
 @app.command()
 def revoke(
     ctx: typer.Context,
-    unit_id: Annotated[str, typer.Argument(help="Unit id (or 'simulator'/'controller').")],
+    unit_id: Annotated[
+        str, typer.Argument(help="Unit id, or a centre client's name (e.g. simulator-2).")
+    ],
 ) -> None:
-    """Revoke a unit's certificate and re-sign the CRL."""
+    """Revoke a unit's (or centre client's) certificate and re-sign the CRL."""
     revoked = _open(ctx).revoke(unit_id)
     for cert in revoked:
         typer.echo(f"revoked {cert.cn} (serial {cert.serial})")

@@ -4,7 +4,7 @@ FLEET/
   fleet.toml                      name, topic_root, broker host/port, evidence suite, validity
   ca/ca.crt ca.key crl.pem issued.json
   controller/controller.crt controller.key signing.key signing.pub
-  clients/<name>/client.crt client.key      other centre clients (the load simulator)
+  clients/<name>/client.crt client.key      other centre clients (controller-2, simulator...)
   broker/broker.crt broker.key
   evidence/evidence-public.json evidence-private.json
   units/<unit_id>/unit.crt signing.pub unit.json bundle/
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -185,6 +186,17 @@ class Registry(_Data):
         names = {c.cn for c in self.certificates if c.role.is_client}
         return names - {c.cn for c in self.certificates if c.status is CertStatus.VALID}
 
+    def valid_names(self, roles: Iterable[Role]) -> dict[str, Role]:
+        """Every name that holds a valid certificate of one of `roles`, with that role,
+        sorted by name."""
+        wanted = set(roles)
+        found = {
+            c.cn: c.role
+            for c in self.certificates
+            if c.role in wanted and c.status is CertStatus.VALID
+        }
+        return dict(sorted(found.items()))
+
     def to_json(self) -> bytes:
         return self.model_dump_json(indent=2).encode() + b"\n"
 
@@ -244,7 +256,7 @@ class FleetLayout:
         return self.root / "evidence" / "evidence-private.json"
 
     def client_cert(self, name: str) -> tuple[Path, Path]:
-        """(certificate, key) of a centre client: the controller or the simulator."""
+        """(certificate, key) of a centre client (`controller`, `simulator-2`, ...)."""
         if name == "controller":
             return self.controller_dir / "controller.crt", self.controller_dir / "controller.key"
         return (

@@ -2,13 +2,14 @@
 
 `Fleet.create(...)` makes the CA, the broker's and the controller's identities, the
 controller's command-signing key and the evidence key pair; `Fleet.open(path)` opens an
-existing one. Every change runs under an exclusive lock on the directory.
+existing one. `add_unit` issues a camera unit, `issue_client` a centre client (another
+controller, a simulator connection: see `provisioning.clients`). Every change runs under
+an exclusive lock on the directory.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,9 +25,16 @@ from protocol.evidence_keys import (
     EvidenceSuite,
     generate_evidence_key,
 )
-from protocol.topics import DEFAULT_ROOT, RESERVED_IDS, Topics
+from protocol.topics import DEFAULT_ROOT, Topics
 from provisioning import pki
-from provisioning.bundle import UnitInfo, agent_toml, check_unit_id, check_ups_url
+from provisioning.bundle import UnitInfo, check_unit_id, check_ups_url, unit_files
+from provisioning.clients import (
+    CENTRE_ROLES,
+    ClientIdentity,
+    centre_role,
+    check_client_name,
+    role_named_by,
+)
 from provisioning.config import (
     BrokerSettings,
     CertStatus,
@@ -45,21 +53,9 @@ from provisioning.errors import (
 )
 from provisioning.files import fleet_lock, refuse_existing, write_bytes
 
-__all__ = ["CENTRE_CLIENTS", "LOOPBACK_HOSTS", "ClientIdentity", "Fleet"]
+__all__ = ["LOOPBACK_HOSTS", "Fleet"]
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
-#: Client identities of the centre (not units) that `issue_client` can make.
-CENTRE_CLIENTS = ("controller", "simulator")
-
-
-@dataclass(frozen=True)
-class ClientIdentity:
-    """What an MQTT client needs to connect: its cert/key and the CA to check the broker."""
-
-    name: str
-    cert_file: Path
-    key_file: Path
-    ca_file: Path
 
 
 def _now() -> datetime:
@@ -174,25 +170,31 @@ class Fleet:
         return pki.CertificateAuthority(key, cert)
 
     def client_identity(self, name: str) -> ClientIdentity:
-        """The TLS identity of a unit (by unit id) or of a centre client (controller, ...)."""
-        if name in RESERVED_IDS:
-            if name not in CENTRE_CLIENTS:
-                raise InvalidInput(f"{name!r} is not a client identity of this fleet")
+        """The TLS identity (valid or not) of a unit (by unit id) or of a centre client
+        (`controller`, `simulator-2`, ...)."""
+        check_client_name(name)
+        issued = self.registry().current(name)
+        centre = issued.role in CENTRE_ROLES if issued else role_named_by(name) is not None
+        if centre:
             cert, key = self.layout.client_cert(name)
         else:
-            check_unit_id(name)
             cert, key = (
                 self.layout.bundle_dir(name) / "unit.crt",
                 self.layout.bundle_dir(name) / "unit.key",
             )
         if not cert.is_file() or not key.is_file():
-            if name in RESERVED_IDS:
+            if centre:
+                how = "controller-identity" if name == "controller" else f"add-client {name}"
                 raise ProvisioningError(
-                    f"no {name!r} identity in this fleet (issue it with 'cctv-provision "
-                    f"{'controller-identity' if name == 'controller' else 'add-client ' + name}')"
+                    f"no {name!r} identity in this fleet (issue it with 'cctv-provision {how}')"
                 )
             raise UnknownUnit(name)
         return ClientIdentity(name, cert, key, self.layout.ca_cert)
+
+    def centre_clients(self, role: pki.Role | None = None) -> dict[str, pki.Role]:
+        """Every centre client that holds a valid certificate (of `role`, or of any centre
+        role), with its role, by name."""
+        return self.registry().valid_names(CENTRE_ROLES if role is None else (role,))
 
     def controller_identity(self) -> ClientIdentity:
         return self.client_identity("controller")
@@ -286,20 +288,31 @@ class Fleet:
         self._record(cert, name, role)
         return ClientIdentity(name, cert_path, key_path, self.layout.ca_cert)
 
-    def issue_client(self, name: str, *, force: bool = False) -> ClientIdentity:
-        """(Re)issue a centre client's identity: `controller` or `simulator`.
+    def issue_client(
+        self, name: str, *, role: pki.Role | None = None, force: bool = False
+    ) -> ClientIdentity:
+        """(Re)issue a centre client's identity: `controller`, `controller-2`, `simulator`,
+        ..., or any other name with its `role` (see `provisioning.clients`).
 
-        Re-issuing supersedes the previous certificate: it goes on the CRL."""
-        if name not in CENTRE_CLIENTS:
-            raise InvalidInput(
-                f"unknown client {name!r}; choose one of {', '.join(CENTRE_CLIENTS)}"
-            )
-        role = pki.Role.CONTROLLER if name == "controller" else pki.Role.SIMULATOR
+        Re-issuing supersedes the previous certificate: it goes on the CRL. The broker's
+        ACL grants a new identity its rights once regenerated (`write_broker_config`) and
+        reloaded."""
+        role = centre_role(name, role)
         with fleet_lock(self.root):
+            self._refuse_other_role(name, role)
             ca = self._ca()
             identity = self._issue_client(ca, name, role, force=force)
             self._write_crl(ca)
         return identity
+
+    def _refuse_other_role(self, name: str, role: pki.Role) -> None:
+        """One name, one role: a unit can never take a centre client's name (its rights)."""
+        issued = self.registry().current(name)
+        if issued is not None and issued.role is not role:
+            raise InvalidInput(
+                f"{name!r} is already a {issued.role.value} identity of this fleet, "
+                f"so it cannot be a {role.value}"
+            )
 
     def reissue_broker(self) -> None:
         """A fresh broker key and certificate (e.g. after adding an address)."""
@@ -327,26 +340,13 @@ class Fleet:
             raise AlreadyExists(unit_dir, f"unit {unit_id!r}")
         refuse_existing([unit_dir / "unit.json", bundle / "unit.key"], force=force)
         with fleet_lock(self.root):
+            self._refuse_other_role(unit_id, pki.Role.UNIT)
             ca = self._ca()
             key, cert = pki.issue_certificate(
                 ca, common_name=unit_id, role=pki.Role.UNIT, days=self.config.validity.cert_days
             )
             signing = pki.new_signing_key()
-            files: list[tuple[Path, bytes, bool]] = [
-                (bundle / "unit.key", pki.private_key_pem(key), True),
-                (bundle / "unit-signing.key", pki.private_key_pem(signing), True),
-                (bundle / "unit.crt", pki.cert_pem(cert), False),
-                (bundle / "ca.crt", self.layout.ca_cert.read_bytes(), False),
-                (
-                    bundle / "controller-signing.pub",
-                    self.layout.controller_signing_pub.read_bytes(),
-                    False,
-                ),
-                (bundle / "evidence-public.json", self.layout.evidence_public.read_bytes(), False),
-                (bundle / "agent.toml", agent_toml(self.config, unit_id), False),
-                (unit_dir / "unit.crt", pki.cert_pem(cert), False),
-                (unit_dir / "signing.pub", pki.public_key_pem(signing), False),
-            ]
+            files = unit_files(self.layout, self.config, unit_id, key, cert, signing)
             for path, data, private in files:
                 write_bytes(path, data, private=private, force=True)
             info = UnitInfo(
@@ -372,8 +372,7 @@ class Fleet:
 
         The broker reads the CRL and ACL at start and on SIGHUP: regenerate its config
         (`write_broker_config`) and reload or restart it for the revocation to take effect."""
-        if name not in CENTRE_CLIENTS:
-            check_unit_id(name)
+        check_client_name(name)
         with fleet_lock(self.root):
             registry, revoked = self.layout.read_registry().with_revoked(name, _now())
             self.layout.write_registry(registry)

@@ -1,8 +1,9 @@
 """X.509 for the fleet: a private CA, TLS identities (ECDSA P-256) and the CRL.
 
 The broker trusts exactly this CA (`require_certificate true`), and takes the client
-certificate's CN as the MQTT username (`use_identity_as_username true`), so the CN of a
-unit's certificate is its unit id and the ACL's `%u`.
+certificate's CN as the MQTT username and client id (`use_identity_as_username`,
+`use_username_as_clientid`), so the CN of a unit's certificate is its unit id, the ACL's
+`%u` and its session's name.
 
 Roles and their extensions:
     ca          basicConstraints CA:true (pathlen 0), keyUsage keyCertSign + cRLSign

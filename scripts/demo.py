@@ -7,8 +7,8 @@ waits in the manager's queue, prints the address and the logins, and stops every
 cleanly on Ctrl-C.
 
 Units:
-  cam-01  Market Square       the shared real footage, authorised: records
-  cam-02  Station Approach    the shared real footage, its PIA awaits the manager
+  cam-01  Market Square       the sample real footage, authorised: records
+  cam-02  Station Approach    the sample real footage, its PIA awaits the manager
   cam-03  Riverside Park      a synthetic camera whose picture goes black: a P1 callout
   cam-04  Industrial Estate   a synthetic camera on a UPS (a real NUT dummy-ups, when NUT
                               is installed): it reports its battery
@@ -28,6 +28,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+from datetime import UTC, date, datetime, timedelta
 from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from provisioning import Fleet, write_broker_config  # noqa: E402
 from provisioning.files import toml_document  # noqa: E402
 
 BIN = Path(sys.executable).parent
-CLIP = ROOT.parent / "shared" / "data" / "concourse-720p.avi"
+CLIP = ROOT / "samples" / "concourse-720p.avi"  # the sample footage in the repository
 PASSPHRASE = "demo evidence passphrase"
 CONTRACTOR = "Demo Maintenance Ltd"
 USERS = [  # (login, role, password, contractor)
@@ -299,9 +300,8 @@ class Demo:
         operator, manager = self.api("operator"), self.api("manager")
         if operator("GET", "/api/deployments"):
             return
-        from datetime import UTC, datetime, timedelta
-
         now = datetime.now(UTC)
+        start, end = now - timedelta(minutes=5), now + timedelta(days=60)
         for unit_id in ("cam-01", "cam-02", "cam-03", "cam-04"):
             name, lat, lon = UNITS[unit_id]
             site = operator(
@@ -322,9 +322,9 @@ class Demo:
                 {
                     "unit_id": unit_id,
                     "location_id": site["id"],
-                    "planned_start": (now - timedelta(minutes=5)).isoformat(),
-                    "planned_end": (now + timedelta(days=60)).isoformat(),
-                    "pia": demo_pia(name),
+                    "planned_start": start.isoformat(),
+                    "planned_end": end.isoformat(),
+                    "pia": demo_pia(name, start.date(), end.date()),
                 },
             )
             operator("POST", f"/api/deployments/{request['id']}/submit")
@@ -333,26 +333,32 @@ class Demo:
         say("deployments: cam-01, cam-03, cam-04 approved; cam-02's PIA waits for a manager")
 
 
-def demo_pia(site: str) -> dict[str, Any]:
-    """A filled-in privacy impact assessment for a demo location."""
+def demo_pia(site: str, start: date, end: date) -> dict[str, Any]:
+    """A filled-in privacy impact assessment for a demo location deployed from `start` to
+    `end`: every date in it counted from those, so the demo works on any day."""
+
+    def before(days: int) -> str:
+        return (start - timedelta(days=days)).isoformat()
+
+    year = (start - timedelta(days=61)).year  # of the incident log the evidence comes from
     return {
         "referral": {
             "source": "council_service",
             "referrer": "Community Safety Partnership",
-            "received_on": "2026-09-01",
+            "received_on": before(60),
         },
         "evidence_of_need": {
-            "period_start": "2026-03-01",
-            "period_end": "2026-08-31",
+            "period_start": before(244),
+            "period_end": before(61),
             "items": [
-                {"reference": "CSP-2026-041", "category": "criminal damage", "count": 11},
-                {"reference": "ASB-2026-977", "category": "ASB: street drinking", "count": 23},
+                {"reference": f"CSP-{year}-041", "category": "criminal damage", "count": 11},
+                {"reference": f"ASB-{year}-977", "category": "ASB: street drinking", "count": 23},
             ],
             "summary": f"Criminal damage and anti-social behaviour at {site} over six months.",
         },
         "purpose": f"Prevent and detect crime and anti-social behaviour at {site}.",
         "pressing_need": "34 recorded incidents in six months; traders' and residents' reports.",
-        "alternatives_considered": "Extra lighting and wardens tried in spring 2026.",
+        "alternatives_considered": "Extra lighting and wardens tried for three months.",
         "affected": f"People passing through {site}; flats above the shops.",
         "collateral_intrusion": [
             {
@@ -366,13 +372,13 @@ def demo_pia(site: str) -> dict[str, Any]:
         ],
         "signage": {
             "description": "Two A3 signs naming the council's CCTV contact point.",
-            "erect_by": "2026-11-01",
-            "remove_by": "2027-03-31",
+            "erect_by": before(1),
+            "remove_by": end.isoformat(),
         },
         "consultation": [
             {
                 "party": "Ward councillors and the police neighbourhood team",
-                "consulted_on": "2026-09-20",
+                "consulted_on": before(41),
                 "outcome": "Supported.",
             }
         ],
@@ -407,7 +413,7 @@ def demo_pia(site: str) -> dict[str, Any]:
         ],
         "dpo_advice": {
             "dpo_name": "Data Protection Officer",
-            "advised_on": "2026-09-25",
+            "advised_on": before(36),
             "advice": "Proceed with the mask and signage.",
             "outcome": "accepted",
         },

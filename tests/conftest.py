@@ -1,7 +1,10 @@
 """Shared fixtures for the whole suite.
 
-- `fleet`: one provisioned fleet for the session (units cam-01, cam-02, cam-03 and the
-  simulator identity; evidence passphrase `FLEET_PASSPHRASE`). Treat it as read-only:
+- `fleet`: one provisioned fleet for the session (units cam-01, cam-02, cam-03, the
+  simulator identity and the probes probe-1, probe-2 with the controller's rights, for
+  test clients beside a running controller; evidence passphrase `FLEET_PASSPHRASE`).
+  The broker makes a certificate's CN its client id: two connections with one identity
+  knock each other off, so give each concurrent client its own. Treat it as read-only:
   a test that revokes or re-issues takes a `fresh_fleet()` instead.
 - `fresh_fleet(...)`: a factory for a private fleet (same keywords as `make_fleet`).
 - `broker`: a running Mosquitto (TLS, ACL, CRL) for `fleet` on a free loopback port.

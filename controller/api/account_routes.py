@@ -21,6 +21,7 @@ from controller.api.auth import (
     login_csrf,
     logout,
 )
+from controller.api.login_guard import json_login
 from controller.store.audit import AuditEntry
 
 __all__ = ["router"]
@@ -82,7 +83,15 @@ class AuditCheck(_Model):
     summary: str
 
 
-@router.post("/login", response_model=SessionInfo, summary="Sign in (starts a browser session)")
+@router.post(
+    "/login",
+    response_model=SessionInfo,
+    summary="Sign in (starts a browser session)",
+    description="Send the credentials as JSON (`Content-Type: application/json`); anything "
+    "else is refused with 415. The response sets the session cookie; send the returned "
+    "`csrf_token` as `X-CSRF-Token` with every POST of the session.",
+    dependencies=[Depends(json_login)],
+)
 async def post_login(credentials: Credentials, request: Request, response: Response) -> SessionInfo:
     result = await login(
         request, response, username=credentials.username, password=credentials.password

@@ -11,7 +11,8 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.errors import ControllerError
-from controller.store.users import LoginOutcome, UserRow
+from controller.store.login_attempts import LoginOutcome
+from controller.store.users import UserRow
 
 __all__ = [
     "AccountError",
@@ -50,9 +51,19 @@ class AuthSettings(BaseModel):
     )
     session_hours: float = Field(12, gt=0, description="A session ends this long after login")
     idle_minutes: float = Field(120, gt=0, description="...or after this long unused")
-    max_failures_per_user: int = Field(5, ge=1, description="Failed logins per username")
-    max_failures_per_client: int = Field(20, ge=1, description="Failed logins per address")
-    failure_window_minutes: float = Field(15, gt=0, description="Window of the two limits")
+    max_failures_per_user: int = Field(
+        5, ge=1, description="Failed logins per username from browsers it has not signed in on"
+    )
+    max_failures_per_client: int = Field(
+        20, ge=1, description="Failed logins per address (browsers the user has not signed in on)"
+    )
+    max_failures_per_device: int = Field(
+        5, ge=1, description="Failed logins per browser the user has signed in on before"
+    )
+    failure_window_minutes: float = Field(15, gt=0, description="Window of the login limits")
+    device_days: float = Field(
+        180, gt=0, description="How long a browser stays known for a user after signing in"
+    )
     argon2_time_cost: int = Field(3, ge=1, description="Argon2id passes")
     argon2_memory_kib: int = Field(65536, ge=8, description="Argon2id memory")
     argon2_parallelism: int = Field(4, ge=1, description="Argon2id lanes")
@@ -64,6 +75,10 @@ class AuthSettings(BaseModel):
     @property
     def window(self) -> timedelta:
         return timedelta(minutes=self.failure_window_minutes)
+
+    @property
+    def device_seconds(self) -> int:
+        return int(self.device_days * 86400)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +94,8 @@ class LoginResult:
     user: SignedIn
     session_id: str  # the cookie value: never logged, never stored
     expires_at: datetime
+    #: A new device cookie for the browser that signed in (`controller.api.device_cookies`).
+    device_cookie: str = ""
 
 
 class AccountError(ControllerError):
@@ -100,7 +117,7 @@ class LoginRefused(ControllerError):
 
 
 class LoginThrottled(ControllerError):
-    """Too many failed logins for the username or the client address."""
+    """Too many failed logins for the username, the client address or the browser."""
 
     def __init__(self, retry_at: datetime, now: datetime) -> None:
         self.retry_after_s = max(1, int((retry_at - now).total_seconds() + 0.999))

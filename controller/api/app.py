@@ -1,12 +1,19 @@
-"""The controller's HTTP application: JSON API (OpenAPI at /api/docs), /metrics, /healthz.
+"""The controller's HTTP application: JSON API, /metrics, /healthz.
 
     app = create_app(settings, db, link)          # link: the broker link, None when offline
-    uvicorn.Server(uvicorn.Config(app, ...))
+    uvicorn.Server(uvicorn.Config(app, proxy_headers=False, ...))
 
 Every error leaves as `{"detail": "<a sentence>"}` with a fitting status; an unexpected
 exception is logged and answered with a 500 sentence, never a traceback. Optional
-routers are included when their module exists: `controller.api.deployment_routes` and
-`controller.pages.routes` (the HTML pages, which render their own errors).
+routers are included when their module exists: `controller.api.deployment_routes`,
+`controller.pages.routes` (the HTML pages, which render their own errors) and
+`controller.pages.api_docs` (the API reference page at /api/docs).
+
+At the edge: the client address comes from forwarded headers only when the peer is one
+of `http.trusted_proxies` (`controller.api.proxies`; uvicorn's own proxy handling must
+stay off), and every route first refuses control characters
+(`controller.api.control_characters`). The OpenAPI document (/api/openapi.json) and its
+page (/api/docs) are for signed-in users only and load nothing from other sites.
 """
 
 from __future__ import annotations
@@ -15,17 +22,21 @@ import asyncio
 import importlib
 import logging
 from types import ModuleType
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.api import account_routes, callout_routes, fleet_routes
 from controller.api.accounts import Accounts, AuthSettings
+from controller.api.auth import User, allow
+from controller.api.control_characters import refuse_control_characters
+from controller.api.proxies import ForwardedClient
 from controller.config import ControllerSettings
 from controller.errors import (
     CalloutError,
@@ -36,14 +47,18 @@ from controller.errors import (
     UnknownUnitError,
 )
 from controller.metrics import ControllerMetrics
-from controller.store.base import Database
+from controller.store.base import Database, is_unavailable
 
 __all__ = ["OPTIONAL_ROUTERS", "create_app"]
 
 log = logging.getLogger(__name__)
 
 #: Modules whose `router` is included when they exist (built separately).
-OPTIONAL_ROUTERS = ("controller.api.deployment_routes", "controller.pages.routes")
+OPTIONAL_ROUTERS = (
+    "controller.api.deployment_routes",
+    "controller.pages.routes",
+    "controller.pages.api_docs",
+)
 HEALTH_TIMEOUT_S = 2.0
 
 _PHRASES = {
@@ -66,10 +81,14 @@ def create_app(
         title="CCTV fleet controller",
         summary="Fleet health, maintenance callouts and deployments of deployable CCTV units.",
         version="1",
-        openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        # Not FastAPI's own routes: its docs page loads Swagger UI from a CDN into this
+        # origin, and both would be open to anyone. See `openapi_document` below.
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(refuse_control_characters)],
     )
+    app.add_middleware(ForwardedClient, trusted=settings.http.trusted_proxies)
     app.state.settings = settings
     app.state.db = db
     app.state.link = link
@@ -104,6 +123,14 @@ def create_app(
             {"status": "ok" if healthy else "failing", "database": database, "broker": broker},
             status_code=200 if healthy else 503,
         )
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    async def openapi_document(
+        _user: Annotated[User, Depends(allow("GET /api/openapi.json"))],
+    ) -> JSONResponse:
+        """The OpenAPI document, for signed-in users and API tokens (a client generator
+        or a script has a token; an anonymous scanner gets no map of the API)."""
+        return JSONResponse(app.openapi())
 
     @app.get("/metrics", tags=["service"], summary="Prometheus metrics")
     async def metrics() -> Response:
@@ -172,6 +199,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": sentence(str(exc))}, status_code=status)
 
     async def unexpected(request: Request, exc: Exception) -> Response:
+        if is_unavailable(exc):  # the database is down or restarting: say so, not "a bug"
+            log.warning("database unavailable path=%s: %s", request.url.path, exc)
+            message = (
+                "The database is unavailable just now; the controller keeps trying and "
+                "nothing the units send is lost. Try again in a minute."
+            )
+            render = _optional("controller.pages.render")
+            html = "text/html" in request.headers.get("accept", "")
+            if render is not None and html and not request.url.path.startswith("/api/"):
+                response: Response = render.refusal(request, 503, message)
+            else:
+                response = JSONResponse({"detail": message}, status_code=503)
+            response.headers["Retry-After"] = "30"
+            return response
         log.error(
             "unhandled error path=%s method=%s", request.url.path, request.method, exc_info=exc
         )
@@ -185,3 +226,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(ControllerError, controller_error)
     app.add_exception_handler(Exception, unexpected)
+    # Database errors get the same handler, registered by class so that Starlette answers
+    # without re-raising (the catch-all above also logs a traceback per request).
+    app.add_exception_handler(OSError, unexpected)
+    app.add_exception_handler(DBAPIError, unexpected)

@@ -10,8 +10,12 @@ Two ways in:
   `cctv-controller user token create`, shown once, stored as its SHA-256. No CSRF check: a
   browser never attaches it on its own.
 
-Failed logins are rate limited per username and per client address; every attempt is
-recorded, and logins, logouts and failures are written to the audit log.
+Failed logins are limited without handing out a lockout: a browser the user has signed in
+on before carries a signed device cookie and is limited only by its own failures; any
+other is limited per username and per client address (`controller.api.logins`). Every
+attempt is recorded, and logins, logouts and failures are written to the audit log. The
+client address is the peer's, or what a configured proxy forwarded
+(`controller.api.proxies`).
 
 Pages and routes use: `current_user`, `require_role(*roles)`, `contractor_scope(user)`,
 `csrf_token(request)`, `verify_csrf`, `login(...)`, `logout(...)`. The exceptions are
@@ -29,6 +33,8 @@ from typing import Annotated, Literal
 from fastapi import Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict
 
+from controller.api import device_cookies
+from controller.api.account_types import normalise_username
 from controller.api.accounts import (
     Accounts,
     AuthSettings,
@@ -52,11 +58,14 @@ __all__ = [
     "LoginResult",
     "NotAuthenticated",
     "Role",
+    "RoleGuard",
     "RoleRefused",
     "TooManyAttempts",
     "User",
+    "accounts_of",
     "allow",
     "contractor_scope",
+    "cookie_secure",
     "csrf_token",
     "current_user",
     "login",
@@ -136,11 +145,17 @@ def _article(role: Role) -> str:
 # ------------------------------------------------------------------ session plumbing
 
 
-def _accounts(request: Request) -> Accounts:
+def accounts_of(request: Request) -> Accounts:
+    """The app's `Accounts` (made by `create_app`)."""
     accounts = getattr(request.app.state, "accounts", None)
     if not isinstance(accounts, Accounts):
         raise RuntimeError("the app has no Accounts: build it with controller.api.app.create_app")
     return accounts
+
+
+def cookie_secure(request: Request) -> bool:
+    """Whether cookies set on this request's response are marked Secure."""
+    return accounts_of(request).settings.cookie_secure or request.url.scheme == "https"
 
 
 def _client(request: Request) -> str:
@@ -159,7 +174,7 @@ def csrf_token(request: Request) -> str:
     caller = getattr(request.state, "caller", None)
     if isinstance(caller, _Caller) and caller.session_id is not None:
         return _csrf_for(caller.session_id)
-    session_id = request.cookies.get(_accounts(request).settings.cookie_name)
+    session_id = request.cookies.get(accounts_of(request).settings.cookie_name)
     return _csrf_for(session_id) if session_id and session_id.isascii() else ""
 
 
@@ -171,7 +186,7 @@ async def verify_csrf(request: Request) -> None:
     caller = getattr(request.state, "caller", None)
     if isinstance(caller, _Caller) and caller.via == "token":
         return
-    session_id = request.cookies.get(_accounts(request).settings.cookie_name)
+    session_id = request.cookies.get(accounts_of(request).settings.cookie_name)
     if not session_id or not session_id.isascii():
         return  # nothing for a forged request to ride on; authentication decides
     sent = request.headers.get(CSRF_HEADER)
@@ -188,7 +203,7 @@ async def current_user(request: Request) -> User:
     caller = getattr(request.state, "caller", None)
     if isinstance(caller, _Caller):
         return caller.user
-    accounts = _accounts(request)
+    accounts = accounts_of(request)
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
@@ -219,20 +234,26 @@ def _user(signed_in: SignedIn) -> User:
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
+class RoleGuard:
+    """The dependency made by `require_role`; `allowed` says who passes (the API reference
+    page reads it)."""
+
+    def __init__(self, allowed: tuple[Role, ...]) -> None:
+        self.allowed = allowed
+
+    async def __call__(self, user: CurrentUser) -> User:
+        if user.role not in self.allowed:
+            raise RoleRefused(user, self.allowed)
+        return user
+
+
 def require_role(*roles: Role | str) -> Callable[[User], Awaitable[User]]:
     """A dependency (use as `Depends(require_role(...))`) that yields the signed-in user if
     their role is one of `roles`, and refuses anyone else with 403 and a sentence naming
     the roles allowed."""
     if not roles:
         raise ValueError("require_role needs at least one role")
-    allowed = tuple(Role(r) for r in roles)
-
-    async def dependency(user: CurrentUser) -> User:
-        if user.role not in allowed:
-            raise RoleRefused(user, allowed)
-        return user
-
-    return dependency
+    return RoleGuard(tuple(Role(r) for r in roles))
 
 
 def contractor_scope(user: User) -> str | None:
@@ -247,33 +268,54 @@ def contractor_scope(user: User) -> str | None:
 # ------------------------------------------------------------------- login / logout
 
 
-def _set_cookie(request: Request, response: Response, session_id: str, max_age: int) -> None:
-    settings = _accounts(request).settings
+def _set_cookie(
+    request: Request,
+    response: Response,
+    name: str,
+    value: str,
+    max_age: int,
+    samesite: Literal["lax", "strict"] = "lax",
+) -> None:
     response.set_cookie(
-        settings.cookie_name,
-        session_id,
+        name,
+        value,
         max_age=max_age,
         path="/",
         httponly=True,
-        samesite="lax",
-        secure=settings.cookie_secure or request.url.scheme == "https",
+        samesite=samesite,
+        secure=cookie_secure(request),
     )
 
 
 async def login(
     request: Request, response: Response, *, username: str, password: str
 ) -> LoginResult:
-    """Check the password, start a session and set its cookie on `response`.
+    """Check the password, start a session and set its cookie (and a new device cookie for
+    this browser) on `response`.
 
     Raises `LoginFailed` (401) or `TooManyAttempts` (429, with Retry-After)."""
-    accounts = _accounts(request)
+    accounts = accounts_of(request)
+    device = request.cookies.get(device_cookies.cookie_name(normalise_username(username)))
     try:
-        result = await accounts.login(username, password, client=_client(request))
+        result = await accounts.login(
+            username, password, client=_client(request), device_cookie=device
+        )
     except LoginRefused as exc:
         raise LoginFailed(str(exc)) from exc
     except LoginThrottled as exc:
         raise TooManyAttempts(str(exc), exc.retry_after_s) from exc
-    _set_cookie(request, response, result.session_id, accounts.settings.session_seconds)
+    settings = accounts.settings
+    _set_cookie(
+        request, response, settings.cookie_name, result.session_id, settings.session_seconds
+    )
+    _set_cookie(
+        request,
+        response,
+        device_cookies.cookie_name(result.user.username),
+        result.device_cookie,
+        settings.device_seconds,
+        samesite="strict",
+    )
     request.state.caller = _Caller(_user(result.user), "session", result.session_id)
     return result
 
@@ -285,7 +327,7 @@ def login_csrf(result: LoginResult) -> str:
 
 async def logout(request: Request, response: Response) -> bool:
     """End the request's browser session and clear its cookie; False if there was none."""
-    accounts = _accounts(request)
+    accounts = accounts_of(request)
     session_id = request.cookies.get(accounts.settings.cookie_name)
     response.delete_cookie(accounts.settings.cookie_name, path="/", httponly=True, samesite="lax")
     if not session_id or not session_id.isascii():
@@ -309,6 +351,7 @@ _EVERYONE = frozenset(Role)
 #: allowed here is still limited to the units on their contract (`contractor_scope`).
 ROLE_MATRIX: dict[str, frozenset[Role]] = {
     "GET /api/me": _EVERYONE,
+    "GET /api/openapi.json": _EVERYONE,
     "POST /api/logout": _EVERYONE,
     "GET /api/units": frozenset({_M, _O, _D, _C, _A}),
     "GET /api/units/{unit_id}": frozenset({_M, _O, _D, _C}),

@@ -19,8 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from controller import audit, commands
 from controller.api.auth import User, allow, contractor_scope
 from controller.callouts import CalloutService, CalloutView
+from controller.command_log import (
+    MAINTENANCE_ACTIONS,
+    AckView,
+    CommandView,
+    recent_commands,
+    unmatched_acks,
+)
 from controller.errors import LinkError, UnknownUnitError
 from controller.fleet import FleetOverview, UnitSummary, fleet_overview, unit_detail
+from controller.index_views import IndexSummary, SegmentView, index_summary, segments
+from controller.store.base import utcnow
 from controller.store.fleet import PowerReading, SelfTestRecord, Unit
 
 __all__ = ["CONTRACTOR_STATUS_FIELDS", "router", "unit_in_scope"]
@@ -33,12 +42,14 @@ CONTRACTOR_STATUS_FIELDS = frozenset(
     {
         "online", "online_reason", "online_changed_at", "last_seen_at", "heartbeat_at",
         "agent_version", "recording", "storage_total_bytes", "storage_free_bytes",
-        "outbox_depth", "temperature_c", "clock_offset_s", "reported_faults", "power_source",
+        "outbox_depth", "outbox_dropped", "uptime_s", "temperature_c", "clock_offset_s",
+        "reported_faults", "power_source",
         "on_battery", "low_battery", "charge_pct", "power_at", "last_selftest_at",
         "last_selftest_verdict", "last_selftest_id", "last_pass_at",
     }
 )  # fmt: skip
 HISTORY_DEFAULT = 20
+FOOTAGE_SHOWN = 500
 
 
 class _Model(BaseModel):
@@ -63,8 +74,9 @@ class PowerOut(_Model):
 
 
 class UnitView(_Model):
-    """One unit. For a contractor, `status` holds maintenance fields only and the
-    inventory and sequence-gap sections are left out."""
+    """One unit. For a contractor, `status` holds maintenance fields only, `commands` only
+    the self-tests asked for, and the inventory, sequence-gap, recording-index and
+    unmatched-acknowledgement sections are left out."""
 
     summary: UnitSummary
     status: dict[str, Any]
@@ -72,8 +84,13 @@ class UnitView(_Model):
     callouts: list[CalloutView]
     selftests: list[SelfTestOut]
     power: list[PowerOut]
+    commands: list[CommandView] = Field(description="Latest commands sent, with their acks")
     inventory: dict[str, Any] | None = None
     gaps: list[dict[str, Any]] | None = None
+    recording_index: IndexSummary | None = None
+    unmatched_acks: list[AckView] | None = Field(
+        None, description="Acks from the unit for commands never sent to it (flagged)"
+    )
 
 
 class CommandSent(_Model):
@@ -86,7 +103,7 @@ class CommandSent(_Model):
 
 class FootageIndex(_Model):
     unit_id: str
-    segments: list[dict[str, Any]]
+    segments: list[SegmentView]
     detail: str
 
 
@@ -104,8 +121,14 @@ async def unit_in_scope(session: AsyncSession, unit_id: str, user: User) -> Unit
 async def get_units(
     request: Request, user: Annotated[User, Depends(allow("GET /api/units"))]
 ) -> FleetOverview:
+    scope = contractor_scope(user)
     async with request.app.state.db.session() as session:
-        return await fleet_overview(session, contractor=contractor_scope(user))
+        overview = await fleet_overview(session, contractor=scope)
+    if scope is None:
+        return overview
+    # Where a unit stands is the control room's to share: not a maintenance fact.
+    units = [u.model_copy(update={"position": None}) for u in overview.units]
+    return overview.model_copy(update={"units": units})
 
 
 @router.get("/units/{unit_id}", response_model=UnitView, summary="One unit in detail")
@@ -119,8 +142,21 @@ async def get_unit(
 ) -> UnitView:
     scope = contractor_scope(user)
     async with request.app.state.db.session() as session:
-        await unit_in_scope(session, unit_id, user)
+        unit = await unit_in_scope(session, unit_id, user)
         detail = await unit_detail(session, unit_id)
+        sent = await recent_commands(
+            session,
+            unit_id,
+            now=utcnow(),
+            limit=history,
+            actions=MAINTENANCE_ACTIONS if scope is not None else None,
+        )
+        index = unmatched = None
+        if scope is None:
+            index = await index_summary(
+                session, unit_id, has_signing_key=unit.signing_public_key is not None
+            )
+            unmatched = await unmatched_acks(session, unit_id, limit=history)
         callouts = await CalloutService(request.app.state.settings).list(
             session, unit_id=unit_id, contractor=scope, limit=history
         )
@@ -161,17 +197,26 @@ async def get_unit(
                 PowerOut(at=p.at, source=p.source, on_battery=p.on_battery, facts=p.facts)
                 for p in power
             ],
+            commands=sent,
         )
     if scope is not None:
         status = {k: v for k, v in detail.status.items() if k in CONTRACTOR_STATUS_FIELDS}
-        return view.model_copy(update={"status": status})
+        summary = detail.summary.model_copy(update={"position": None})
+        return view.model_copy(update={"status": status, "summary": summary})
     inventory = {
         "ups": detail.ups,
         "serial": detail.serial,
         "registered_at": detail.registered_at,
         "retired_at": detail.retired_at,
     }
-    return view.model_copy(update={"inventory": inventory, "gaps": detail.gaps})
+    return view.model_copy(
+        update={
+            "inventory": inventory,
+            "gaps": detail.gaps,
+            "recording_index": index,
+            "unmatched_acks": unmatched,
+        }
+    )
 
 
 @router.post(
@@ -201,7 +246,8 @@ async def post_selftest(
         command_id=command.body.command_id,
         action="selftest_now",
         expires_at=command.body.expires_at,
-        detail="Self-test requested; its report will appear with the unit's self-tests.",
+        detail="Self-test requested; the unit's answers appear with the unit's commands and "
+        "its report with the unit's self-tests.",
     )
 
 
@@ -217,6 +263,7 @@ async def get_footage(
 ) -> FootageIndex:
     async with request.app.state.db.session() as session:
         await unit_in_scope(session, unit_id, user)
+        rows = await segments(session, unit_id, limit=FOOTAGE_SHOWN)
         await audit.record(
             session,
             actor=user.username,
@@ -225,8 +272,10 @@ async def get_footage(
             details={},
         )
         await session.commit()
-    return FootageIndex(
-        unit_id=unit_id,
-        segments=[],
-        detail="The controller keeps no recording index yet, so there is nothing to list.",
+    detail = (
+        f"The latest {len(rows)} segments the unit reported, newest first, each with the "
+        "status of the signed report that brought it."
+        if rows
+        else "The unit has reported no segments yet."
     )
+    return FootageIndex(unit_id=unit_id, segments=rows, detail=detail)

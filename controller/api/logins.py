@@ -1,9 +1,22 @@
 """Signing in: `Logins` turns a password, a session id or an API token into a user.
 
 Argon2id password checks (run outside any transaction, and as slow for an unknown username
-as for a wrong password), the login rate limit per username and per client address,
-browser sessions with an absolute and an idle limit, and bearer-token lookups.
-`Accounts` (in `accounts`) adds user and token management on top.
+as for a wrong password), the login limits, browser sessions with an absolute and an idle
+limit, and bearer-token lookups. `Accounts` (in `accounts`) adds user and token
+management on top.
+
+The login limits keep guessing out without handing anyone a way to lock a user out
+(OWASP's device cookies, see `controller.api.device_cookies`):
+
+- a browser the user has signed in on before (a valid device cookie for that username)
+  is refused only after `max_failures_per_device` failures *of that browser*;
+- any other browser is refused after `max_failures_per_user` failures for the username
+  from such browsers, or `max_failures_per_client` failures from its address.
+
+Someone guessing a user's password from any number of addresses is refused after a few
+tries and only shuts out browsers the user never signed in on; the user's own browser
+still gets in. Failures count within `failure_window_minutes`; a success starts its own
+kind (that browser, or unknown browsers for that username) again from zero.
 """
 
 from __future__ import annotations
@@ -12,12 +25,14 @@ import asyncio
 import logging
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controller import audit
+from controller.api import device_cookies
 from controller.api.account_types import (
     AuthSettings,
     LoginRefused,
@@ -28,9 +43,12 @@ from controller.api.account_types import (
     normalise_username,
     sha256_hex,
 )
+from controller.store import login_attempts as attempts
 from controller.store import users as store
 from controller.store.base import Database, utcnow
-from controller.store.users import LoginOutcome, UserRow
+from controller.store.login_attempts import LoginOutcome
+from controller.store.server_keys import server_key
+from controller.store.users import UserRow
 
 __all__ = ["Logins"]
 
@@ -42,6 +60,8 @@ class Logins:
 
     #: Write `last_seen_at` / `last_used_at` at most this often.
     TOUCH_EVERY = timedelta(seconds=60)
+    #: The `server_keys` row that login cookies (device cookies, login forms) are signed with.
+    KEY_NAME = "login-cookies"
 
     def __init__(self, db: Database, settings: AuthSettings | None = None) -> None:
         self.db = db
@@ -52,6 +72,19 @@ class Logins:
             parallelism=self.settings.argon2_parallelism,
         )
         self._dummy_hash: str | None = None
+        self._key: bytes | None = None
+        self._key_lock = asyncio.Lock()
+
+    async def signing_key(self) -> bytes:
+        """The server's key for login cookies (made on first use, then kept in memory)."""
+        if self._key is None:
+            async with self._key_lock:
+                if self._key is None:
+                    async with self.db.session() as s:
+                        key = await server_key(s, self.KEY_NAME, now=utcnow())
+                        await s.commit()
+                    self._key = key
+        return self._key
 
     # -------------------------------------------------------------------- passwords
 
@@ -77,29 +110,41 @@ class Logins:
     # ---------------------------------------------------------------------- logins
 
     async def _blocked_until(
-        self, s: AsyncSession, username: str, client: str, now: datetime
+        self, s: AsyncSession, username: str, client: str, device: str | None, now: datetime
     ) -> datetime | None:
-        window = self.settings.window
-        waits = []
-        for limit, key in (
-            (self.settings.max_failures_per_user, {"username": username}),
-            (self.settings.max_failures_per_client, {"client": client}),
-        ):
-            times = await store.recent_failures(s, since=now - window, limit=limit, **key)
-            if len(times) >= limit:
-                waits.append(times[limit - 1] + window)
-        return max(waits) if waits else None
+        settings, window = self.settings, self.settings.window
 
-    async def login(self, username: str, password: str, *, client: str) -> LoginResult:
-        """Start a session; raise `LoginRefused` or `LoginThrottled`. Audited either way."""
+        async def over(limit: int, **key: Any) -> datetime | None:
+            times = await attempts.recent_failures(s, since=now - window, limit=limit, **key)
+            return times[limit - 1] + window if len(times) >= limit else None
+
+        if device is not None:  # a browser this user signed in on: only its own failures
+            waits = [await over(settings.max_failures_per_device, device=device)]
+        else:
+            waits = [
+                await over(settings.max_failures_per_user, username=username, untrusted=True),
+                await over(settings.max_failures_per_client, client=client),
+            ]
+        blocked = [wait for wait in waits if wait is not None]
+        return max(blocked) if blocked else None
+
+    async def login(
+        self, username: str, password: str, *, client: str, device_cookie: str | None = None
+    ) -> LoginResult:
+        """Start a session; raise `LoginRefused` or `LoginThrottled`. Audited either way.
+
+        `device_cookie`: the browser's device cookie for this username, if it sent one
+        (`controller.api.device_cookies`); the result carries a new one."""
         username = normalise_username(username)
         now = utcnow()
+        key = await self.signing_key()
+        device = device_cookies.verify(key, username, device_cookie)
         async with self.db.session() as s:  # reads only, closed before the slow hash
-            retry_at = await self._blocked_until(s, username, client, now)
+            retry_at = await self._blocked_until(s, username, client, device, now)
             found = await store.get_user(s, username)
         known = found is not None
         if retry_at is not None:
-            await self._refuse(username, known, client, LoginOutcome.RATE_LIMITED, now)
+            await self._refuse(username, known, client, LoginOutcome.RATE_LIMITED, now, device)
             raise LoginThrottled(retry_at, now)
         # Argon2 runs outside any transaction: on SQLite a transaction holds the one
         # write lock, and the ingest must not wait for a password check.
@@ -111,7 +156,7 @@ class Logins:
         else:
             outcome = LoginOutcome.DISABLED if found.disabled else LoginOutcome.SUCCESS
         if found is None or outcome is not LoginOutcome.SUCCESS:
-            await self._refuse(username, known, client, outcome, now)
+            await self._refuse(username, known, client, outcome, now, device)
             raise LoginRefused(outcome)
         new_hash = None
         if self.hasher.check_needs_rehash(found.password_hash):
@@ -133,31 +178,44 @@ class Logins:
                 expires_at=expires_at,
             )
             row.last_login_at = now
-            await store.record_attempt(
-                s, username=username, client=client, outcome=LoginOutcome.SUCCESS, now=now
+            await attempts.record_attempt(
+                s,
+                username=username,
+                client=client,
+                outcome=LoginOutcome.SUCCESS,
+                now=now,
+                device=device,
             )
             await audit.record(
                 s,
                 actor=username,
                 action="auth.login",
                 subject=f"user:{username}",
-                details={"client": client, "role": row.role},
+                details={"client": client, "role": row.role, "browser": _browser(device)},
             )
             signed_in = as_signed_in(row)
             await s.commit()
-        log.info("login user=%s role=%s", username, signed_in.role)
-        return LoginResult(signed_in, session_id, expires_at)
+        log.info("login user=%s role=%s browser=%s", username, signed_in.role, _browser(device))
+        return LoginResult(
+            signed_in, session_id, expires_at, device_cookies.issue(key, signed_in.username)
+        )
 
     async def _refuse(
-        self, username: str, known: bool, client: str, outcome: LoginOutcome, now: datetime
+        self,
+        username: str,
+        known: bool,
+        client: str,
+        outcome: LoginOutcome,
+        now: datetime,
+        device: str | None,
     ) -> None:
         # What was typed as a username is kept for the rate limit (login_attempts, purged)
         # but not written to the permanent audit log or the logs unless it is a real
         # user: people type passwords into the username field.
         who = username if known else "(unknown)"
         async with self.db.session() as s:
-            await store.record_attempt(
-                s, username=username, client=client, outcome=outcome, now=now
+            await attempts.record_attempt(
+                s, username=username, client=client, outcome=outcome, now=now, device=device
             )
             await audit.record(
                 s,
@@ -166,10 +224,12 @@ class Logins:
                 if outcome is LoginOutcome.RATE_LIMITED
                 else "auth.login_failed",
                 subject=f"user:{who}",
-                details={"client": client, "reason": outcome.value},
+                details={"client": client, "reason": outcome.value, "browser": _browser(device)},
             )
             await s.commit()
-        log.warning("login refused user=%s reason=%s", who, outcome.value)
+        log.warning(
+            "login refused user=%s reason=%s browser=%s", who, outcome.value, _browser(device)
+        )
 
     async def logout(self, session_id: str, *, client: str) -> bool:
         now = utcnow()
@@ -220,3 +280,8 @@ class Logins:
                 await store.touch_token(s, row.id, now=now)
                 await s.commit()
             return as_signed_in(user)
+
+
+def _browser(device: str | None) -> str:
+    """How the audit and the log describe the browser of a login attempt."""
+    return "unknown" if device is None else "known"

@@ -12,10 +12,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controller.api.auth import Role, User, contractor_scope, current_user, require_role
+from controller.command_log import MAINTENANCE_ACTIONS, recent_commands, unmatched_acks
 from controller.fleet import FleetOverview, UnitSummary, fleet_overview, unit_detail
+from controller.index_views import index_summary
 from controller.pages import deployment_views
 from controller.pages.charts import PowerPoint, battery_periods, power_chart
 from controller.pages.render import PageRoute, page
+from controller.pages.unit_health import ACTION_WORDS, unit_health_words
 from controller.store.fleet import Callout, PowerReading, SelfTestRecord, Unit
 
 __all__ = ["open_callout_counts", "router", "scoped_unit"]
@@ -29,6 +32,7 @@ HEALTH = ("ok", "degraded", "fault")
 SELFTESTS_SHOWN = 10
 CALLOUTS_SHOWN = 20
 CHART_HOURS = (6, 24, 72, 168)
+COMMANDS_SHOWN = 10
 
 
 async def open_callout_counts(session: AsyncSession, contractor: str | None) -> dict[str, int]:
@@ -126,9 +130,23 @@ async def unit_page(
 ) -> HTMLResponse:
     now = datetime.now(UTC)
     start = now - timedelta(hours=hours)
+    scope = contractor_scope(user)
     async with request.app.state.db.session() as session:
-        await scoped_unit(session, user, unit_id)
+        unit = await scoped_unit(session, user, unit_id)
         detail = await unit_detail(session, unit_id)
+        sent = await recent_commands(
+            session,
+            unit_id,
+            now=now,
+            limit=COMMANDS_SHOWN,
+            actions=MAINTENANCE_ACTIONS if scope is not None else None,
+        )
+        index = unmatched = None
+        if scope is None:
+            index = await index_summary(
+                session, unit_id, has_signing_key=unit.signing_public_key is not None
+            )
+            unmatched = await unmatched_acks(session, unit_id, limit=COMMANDS_SHOWN)
         tests = list(
             (
                 await session.execute(
@@ -178,6 +196,11 @@ async def unit_page(
         chart_hours=CHART_HOURS,
         callouts=callouts,
         deployments=deployments,
+        health=unit_health_words(detail.summary, detail.status, contractor=scope is not None),
+        commands=sent,
+        action_words=ACTION_WORDS,
+        unmatched_acks=unmatched,
+        index=index,
     )
 
 

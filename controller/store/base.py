@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Dialect, event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -36,7 +36,7 @@ from sqlalchemy.types import TypeDecorator
 
 from controller.errors import StoreError
 
-__all__ = ["MIGRATIONS_DIR", "Base", "Database", "UTCDateTime", "utcnow"]
+__all__ = ["MIGRATIONS_DIR", "Base", "Database", "UTCDateTime", "is_unavailable", "utcnow"]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 #: How long a SQLite writer waits for the lock before failing (seconds).
@@ -47,6 +47,47 @@ _MIGRATE_LOCK = 0x43435456_0001
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+#: SQLSTATEs that mean "not now" rather than "never" (PostgreSQL appendix A): class 08
+#: connection exceptions, the server shutting down or starting up, too many connections,
+#: and the two that ask for the transaction to be run again.
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
+#: SQLite errors that pass (another writer holds the lock beyond the busy timeout).
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when `exc` says the database cannot do the work *now* (server down or
+    restarting, connection lost, SQLite busy, a deadlock or serialisation failure): the
+    same work is worth retrying later unchanged. False for errors that retrying cannot
+    fix (bad SQL, a constraint, a wrong password, a missing database)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, OSError):  # refused, reset, unreachable, timed out
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and (
+            sqlstate.startswith("08") or sqlstate in _TRANSIENT_SQLSTATES
+        ):
+            return True
+        if type(current).__module__ == "sqlite3" and any(
+            text_ in str(current).lower() for text_ in _SQLITE_TRANSIENT
+        ):
+            return True
+        todo += [
+            current.__cause__,
+            getattr(current, "orig", None),
+            getattr(current, "driver_exception", None),
+        ]
+    return False
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -1,7 +1,8 @@
 """Fleet tables: inventory, live status, sequence tracking, quarantine, self-tests, power,
 faults, maintenance callouts with their events, and notifications.
 
-Written by ingest, the fleet and callout services; read by the API. Migration: 0001_fleet.
+Written by ingest, the fleet and callout services; read by the API. Migrations: 0001_fleet;
+0004_unit_reports (signing key, uptime, dropped messages, position).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class Unit(Base):
     ups: Mapped[str | None] = mapped_column(String(300))
     contractor: Mapped[str | None] = mapped_column(String(200), index=True)
     serial: Mapped[str | None] = mapped_column(String(80))
+    #: The unit's Ed25519 public key (raw, hex) that signs its recording-index checkpoints.
+    signing_public_key: Mapped[str | None] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(20), default="provisioning")
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime())
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -80,6 +83,12 @@ class UnitStatus(Base):
     storage_total_bytes: Mapped[int | None] = mapped_column(BigInteger)
     storage_free_bytes: Mapped[int | None] = mapped_column(BigInteger)
     outbox_depth: Mapped[int | None] = mapped_column(Integer)
+    #: Messages the unit dropped since its agent started (its outbox was full).
+    outbox_dropped: Mapped[int | None] = mapped_column(Integer)
+    #: Seconds the unit's agent has been running.
+    uptime_s: Mapped[float | None] = mapped_column(Float)
+    position_lat: Mapped[float | None] = mapped_column(Float)
+    position_lon: Mapped[float | None] = mapped_column(Float)
     temperature_c: Mapped[float | None] = mapped_column(Float)
     clock_offset_s: Mapped[float | None] = mapped_column(Float)
     reported_faults: Mapped[list[str]] = mapped_column(Json, default=list)

@@ -3,7 +3,7 @@
     users            one row per person: role, contractor company, Argon2 hash, disabled flag
     api_tokens       bearer tokens for scripts, stored as SHA-256 (the token is shown once)
     user_sessions    browser sessions, stored as SHA-256 of the cookie value
-    login_attempts   every login attempt with its outcome, for rate limiting and review
+    (login attempts, for the login limits, are in `controller.store.login_attempts`)
 
 Nothing here sees a password, a token or a session id in clear: callers pass hashes.
 """
@@ -12,20 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from enum import StrEnum
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, delete, func, select, update
+from sqlalchemy import Boolean, ForeignKey, String, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controller.errors import ControllerError
 from controller.store.base import Base, UTCDateTime
+from controller.store.login_attempts import LoginAttemptRow
 
 __all__ = [
     "ApiTokenRow",
-    "LoginAttemptRow",
-    "LoginOutcome",
     "SessionRow",
     "UnknownUser",
     "UserExists",
@@ -42,8 +40,6 @@ __all__ = [
     "list_tokens",
     "list_users",
     "purge_login_records",
-    "recent_failures",
-    "record_attempt",
     "revoke_token",
     "set_disabled",
     "set_password_hash",
@@ -69,19 +65,6 @@ class UnknownUser(UserStoreError):
     def __init__(self, username: str) -> None:
         super().__init__(f"there is no user named {username!r}")
         self.username = username
-
-
-class LoginOutcome(StrEnum):
-    SUCCESS = "success"
-    BAD_PASSWORD = "bad_password"
-    UNKNOWN_USER = "unknown_user"
-    DISABLED = "disabled"
-    RATE_LIMITED = "rate_limited"
-
-
-#: Outcomes that count towards the rate limit. A refusal for being rate limited does not
-#: count, so the time given in the refusal stays true.
-FAILURES = (LoginOutcome.BAD_PASSWORD, LoginOutcome.UNKNOWN_USER, LoginOutcome.DISABLED)
 
 
 class UserRow(Base):
@@ -124,20 +107,6 @@ class SessionRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-class LoginAttemptRow(Base):
-    __tablename__ = "login_attempts"
-    __table_args__ = (
-        Index("ix_login_attempts_username_at", "username", "at"),
-        Index("ix_login_attempts_client_at", "client", "at"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime())
-    username: Mapped[str] = mapped_column(String(USERNAME_MAX))
-    client: Mapped[str] = mapped_column(String(CLIENT_MAX))
-    outcome: Mapped[str] = mapped_column(String(20))
 
 
 # ---------------------------------------------------------------------------- users
@@ -338,57 +307,6 @@ async def end_user_sessions(session: AsyncSession, user_id: int, *, now: datetim
         .where(SessionRow.user_id == user_id, SessionRow.ended_at.is_(None))
         .values(ended_at=now)
     )
-
-
-# ------------------------------------------------------------------- login attempts
-
-
-async def record_attempt(
-    session: AsyncSession, *, username: str, client: str, outcome: LoginOutcome, now: datetime
-) -> None:
-    session.add(
-        LoginAttemptRow(
-            at=now,
-            username=username[:USERNAME_MAX],
-            client=client[:CLIENT_MAX],
-            outcome=outcome.value,
-        )
-    )
-    await session.flush()
-
-
-async def recent_failures(
-    session: AsyncSession,
-    *,
-    since: datetime,
-    limit: int,
-    username: str | None = None,
-    client: str | None = None,
-) -> list[datetime]:
-    """Times of the latest failed attempts after `since` (newest first, at most `limit`)
-    for a username (only those after its last successful login) or a client address."""
-    query = select(LoginAttemptRow.at).where(
-        LoginAttemptRow.at > since,
-        LoginAttemptRow.outcome.in_([o.value for o in FAILURES]),
-    )
-    if username is not None:
-        name = username[:USERNAME_MAX]
-        last_success = (
-            select(func.max(LoginAttemptRow.at))
-            .where(
-                LoginAttemptRow.username == name,
-                LoginAttemptRow.outcome == LoginOutcome.SUCCESS.value,
-            )
-            .scalar_subquery()
-        )
-        query = query.where(
-            LoginAttemptRow.username == name,
-            (last_success.is_(None)) | (LoginAttemptRow.at > last_success),
-        )
-    if client is not None:
-        query = query.where(LoginAttemptRow.client == client[:CLIENT_MAX])
-    result = await session.execute(query.order_by(LoginAttemptRow.at.desc()).limit(limit))
-    return list(result.scalars().all())
 
 
 async def purge_login_records(session: AsyncSession, *, before: datetime) -> None:

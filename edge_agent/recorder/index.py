@@ -280,7 +280,8 @@ class SegmentIndex:
             key_id=kid, signature=sig,
         )  # fmt: skip
 
-    def _chain(self, first_seq: int = 1, last_seq: int | None = None) -> list[ChainEntry]:
+    def chain(self, first_seq: int = 1, last_seq: int | None = None) -> list[ChainEntry]:
+        """The chain's entries from `first_seq` to `last_seq` (the head when None)."""
         sql = "SELECT seq, prev_hash, chain_hash, body FROM chain WHERE seq >= ?"
         args: list[Any] = [first_seq]
         if last_seq is not None:
@@ -299,7 +300,7 @@ class SegmentIndex:
         if public_key is None and self._key is not None:
             public_key = self._key.public_key()
         return check_index(
-            self.unit_id, self._chain(), self.entries(), self._checkpoints(), public_key
+            self.unit_id, self.chain(), self.entries(), self._checkpoints(), public_key
         )
 
     def _checkpoints(self) -> list[Checkpoint]:
@@ -337,7 +338,7 @@ class SegmentIndex:
             unit_id=self.unit_id,
             generated_at=self._clock(),
             selected=[e.segment_id for e in chosen],
-            entries=self._chain(min(e.seq for e in chosen), cp.count),
+            entries=self.chain(min(e.seq for e in chosen), cp.count),
             checkpoint=cp,
         )
         return manifest.to_json()

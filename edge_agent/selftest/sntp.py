@@ -15,8 +15,18 @@ from dataclasses import dataclass
 
 from edge_agent.errors import AgentError
 
-__all__ = ["NTP_EPOCH_OFFSET", "NtpError", "SntpResult", "from_ntp", "sntp_query", "to_ntp"]
+__all__ = [
+    "NTP_EPOCH_OFFSET",
+    "NTP_PORT",
+    "NtpError",
+    "SntpResult",
+    "from_ntp",
+    "parse_server",
+    "sntp_query",
+    "to_ntp",
+]
 
+NTP_PORT = 123
 #: Seconds from the NTP epoch (1900) to the Unix epoch (1970).
 NTP_EPOCH_OFFSET = 2_208_988_800
 _PACKET = struct.Struct("!BBbb11I")  # 48 bytes: LI/VN/mode, stratum, poll, precision, 11 words
@@ -38,6 +48,26 @@ class SntpResult:
     delay_s: float
     """Round trip, less the server's processing time."""
     stratum: int
+
+
+def parse_server(text: str) -> tuple[str, int]:
+    """ "host", "host:port", "[v6]:port" or a bare IPv6 address to (host, port)."""
+    text = text.strip()
+    host, port = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{text!r} is not host, host:port or [address]:port")
+        port = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    if not host:
+        raise ValueError(f"{text!r} names no host")
+    if not port:
+        return host, NTP_PORT
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r}: port must be a number from 1 to 65535")
+    return host, int(port)
 
 
 def to_ntp(unix: float) -> tuple[int, int]:

@@ -18,9 +18,11 @@ from pathlib import Path
 from edge_agent.capture.base import CaptureSource, SourceState
 from edge_agent.selftest.baseline import Baseline, BaselineError, learn_baseline
 from edge_agent.selftest.image import Polygon, run_image_checks
+from edge_agent.selftest.measurements import ClockOffsets
 from edge_agent.selftest.outcome import CheckOutcome
 from edge_agent.selftest.runner import SelfTestCheck
 from edge_agent.selftest.sampler import FrameSampler
+from edge_agent.selftest.sntp import NTP_PORT, parse_server
 from edge_agent.selftest.system import (
     check_broker,
     check_clock,
@@ -114,6 +116,8 @@ class SuiteInputs:
     ntp_server: str | None
     thresholds: Callable[[], SelfTestThresholds]
     extra: list[SelfTestCheck] = field(default_factory=list)
+    clock_offsets: ClockOffsets | None = None
+    """Where the clock check keeps each offset it measures (for the heartbeat)."""
 
 
 def _picture(inputs: SuiteInputs) -> list[CheckOutcome]:
@@ -152,6 +156,13 @@ def _picture(inputs: SuiteInputs) -> list[CheckOutcome]:
     )
 
 
+async def _clock(inputs: SuiteInputs) -> CheckOutcome:
+    host, port = parse_server(inputs.ntp_server) if inputs.ntp_server else (None, NTP_PORT)
+    return await check_clock(
+        host, port=port, thresholds=inputs.thresholds(), measured=inputs.clock_offsets
+    )
+
+
 def build_checks(inputs: SuiteInputs) -> list[SelfTestCheck]:
     t = inputs.thresholds
     checks = [
@@ -175,9 +186,7 @@ def build_checks(inputs: SuiteInputs) -> list[SelfTestCheck]:
             FaultCode.STORAGE_FAILED,
             blocking=True,
         ),
-        SelfTestCheck(
-            "clock", lambda: check_clock(inputs.ntp_server, thresholds=t()), FaultCode.CLOCK_DRIFT
-        ),
+        SelfTestCheck("clock", lambda: _clock(inputs), FaultCode.CLOCK_DRIFT),
         SelfTestCheck(
             "temperature",
             lambda: check_temperature(inputs.thermal_root, t()),

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from edge_agent.selftest.measurements import ClockOffsets, read_temperature
 from edge_agent.selftest.outcome import CheckOutcome, Verdict
 from edge_agent.selftest.sntp import NtpError, sntp_query
 from edge_agent.selftest.thresholds import SelfTestThresholds
@@ -144,13 +145,15 @@ async def check_clock(
     port: int = 123,
     reference_offset_s: float | None = None,
     thresholds: SelfTestThresholds = DEFAULTS,
+    measured: ClockOffsets | None = None,
 ) -> CheckOutcome:
     """Footage carries the right time: offset from an NTP server, or, without one (or when
     it does not answer), `reference_offset_s` measured against the controller's clock.
 
     Offsets are the reference clock minus ours: positive means the unit's clock is behind.
     An NTP server that cannot be reached gives a `warn` (the clock is unverified, not
-    known to be wrong) naming the reason.
+    known to be wrong) naming the reason. Each offset measured against the NTP server is
+    kept in `measured` (for the heartbeat).
     """
     name, fault, t = "clock", FaultCode.CLOCK_DRIFT, thresholds
     source, offset, problem = "", None, ""
@@ -158,6 +161,8 @@ async def check_clock(
         try:
             result = await sntp_query(server, port, timeout_s=t.ntp_timeout_s)
             offset, source = result.offset_s, f"NTP {server}"
+            if measured is not None:
+                measured.record(round(offset, 4))
         except NtpError as exc:
             problem = str(exc)
     if offset is None and reference_offset_s is not None:
@@ -205,16 +210,11 @@ def check_temperature(
 ) -> CheckOutcome:
     """Unit is not overheating: the hottest `thermal_zone*/temp` (millidegrees C)."""
     name, fault, t = "temperature", FaultCode.OVER_TEMPERATURE, thresholds
-    readings: dict[str, float] = {}
-    for zone in sorted(root.glob("thermal_zone*")):
-        try:
-            readings[zone.name] = int((zone / "temp").read_text().strip()) / 1000.0
-        except (OSError, ValueError):
-            continue  # a zone that cannot be read (sensor off) is skipped, not fatal
-    if not readings:
+    reading = read_temperature(root)
+    if reading is None:
         msg = f"not assessed: no readable thermal zone under {root}"
         return CheckOutcome(name, "warn", None, t.temperature_fail_c, "C", msg, fault)
-    hottest_zone, hottest = max(readings.items(), key=lambda item: item[1])
+    hottest = reading.celsius
     verdict: Verdict = (
         "fail"
         if hottest > t.temperature_fail_c
@@ -222,7 +222,7 @@ def check_temperature(
         if hottest > t.temperature_warn_c
         else "pass"
     )
-    msg = f"{hottest:.1f} C ({hottest_zone}, hottest of {len(readings)})"
+    msg = f"{hottest:.1f} C ({reading.zone}, hottest of {reading.zones})"
     return CheckOutcome(name, verdict, round(hottest, 1), t.temperature_fail_c, "C", msg, fault)
 
 

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
+from controller.api import device_cookies
 from controller.api.accounts import AccountError, Accounts, AuthSettings
 from controller.api.app import create_app
 from controller.config import ControllerSettings
@@ -66,9 +67,13 @@ async def test_login_sets_a_hardened_cookie_and_the_session_is_stored_hashed(
     assert response.status_code == 200
     body = response.json()
     assert body["username"] == "mia" and body["role"] == "manager"
-    cookie = response.headers["set-cookie"]
+    cookie, device = response.headers.get_list("set-cookie")
     assert cookie.startswith("cctv_session=")
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
+    # the browser is now known for mia (see test_login_lockout.py)
+    assert device.startswith(device_cookies.cookie_name("mia") + "=")
+    assert "HttpOnly" in device and "SameSite=strict" in device
+    assert f"Max-Age={FAST.device_seconds}" in device
     session_id = client.cookies["cctv_session"]
     assert len(session_id) >= 40
     async with db.session() as s:
@@ -244,6 +249,7 @@ async def test_only_argon2_hashes_are_stored_and_rehashed_when_parameters_change
     async with _client(db, stronger) as client:
         token = await _login(client)
         session_id = client.cookies["cctv_session"]
+        device = client.cookies[device_cookies.cookie_name("mia")]
     async with db.session() as s:
         second = (await s.execute(select(UserRow).where(UserRow.username == "mia"))).scalar_one()
         assert second.password_hash.startswith("$argon2id$v=19$m=2048,t=2,p=1$")
@@ -252,7 +258,7 @@ async def test_only_argon2_hashes_are_stored_and_rehashed_when_parameters_change
         for table in Base.metadata.sorted_tables:
             rows = (await s.execute(select(table))).all()
             dump = json.dumps([list(r) for r in rows], default=str)
-            for secret in (PASSWORD, session_id, token):
+            for secret in (PASSWORD, session_id, token, device, device.split(".")[0]):
                 assert secret not in dump, f"{table.name} holds a secret in clear"
 
 

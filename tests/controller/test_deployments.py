@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +51,18 @@ from protocol import messages as m
 from protocol.signing import Signer, Verifier, load_public_key
 from tests.harness import MosquittoBroker, mqtt_client
 
+pytestmark = pytest.mark.dates
+
 KEY = Ed25519PrivateKey.generate()
-T0 = datetime(2026, 6, 1, tzinfo=UTC)  # the requests' planned start
+#: The requests' planned start (midnight UTC a week from today) and planned end: every date
+#: in these tests is counted from them, so the suite passes on any day.
+T0 = datetime.combine(datetime.now(UTC).date() + timedelta(days=7), time(0), UTC)
+END = T0 + timedelta(days=213)
+
+
+def day(offset: int) -> str:
+    """The date `offset` days from the planned start, as a PIA form gives it."""
+    return (T0 + timedelta(days=offset)).date().isoformat()
 
 
 @dataclass(frozen=True)
@@ -74,13 +84,29 @@ class Clock:
         return self.now
 
 
-def pia(*, residual: str = "low", masks: bool = True, dpo: bool = True) -> dict[str, Any]:
+def pia(
+    *,
+    residual: str = "low",
+    masks: bool = True,
+    dpo: bool = True,
+    start: date | None = None,
+    end: date | None = None,
+) -> dict[str, Any]:
+    """A complete PIA for a deployment from `start` to `end` (default: T0 to END): referral
+    a month before, evidence over the six months before that, signs up two days before
+    the start and down at the end, consultation and the DPO's advice in between."""
+    first = start or T0.date()
+    last = end or END.date()
+
+    def before(days: int) -> str:
+        return (first - timedelta(days=days)).isoformat()
+
     measure_residual = {"low": "low", "medium": "medium", "high": "high"}[residual]
     doc: dict[str, Any] = {
         "referral": {"source": "police", "referrer": "PC 1234, neighbourhood team",
-                     "received_on": "2026-05-01"},
+                     "received_on": before(31)},
         "evidence_of_need": {
-            "period_start": "2025-11-01", "period_end": "2026-04-30",
+            "period_start": before(212), "period_end": before(32),
             "items": [{"reference": "CAD-2026-0113", "category": "burglary", "count": 7},
                       {"reference": "ASB-4471", "category": "ASB: drug dealing", "count": 19}],
             "summary": "Repeat burglary and drug dealing at the underpass over six months.",
@@ -94,8 +120,8 @@ def pia(*, residual: str = "low", masks: bool = True, dpo: bool = True) -> dict[
         "masks": [{"label": "windows of no. 12",
                    "polygon": [[0.8, 0.1], [1.0, 0.1], [1.0, 0.4], [0.8, 0.4]]}] if masks else [],
         "signage": {"description": "Two A3 signs with the council's contact point.",
-                    "erect_by": "2026-05-30", "remove_by": "2026-12-31"},
-        "consultation": [{"party": "Ward councillors", "consulted_on": "2026-05-10",
+                    "erect_by": before(2), "remove_by": last.isoformat()},
+        "consultation": [{"party": "Ward councillors", "consulted_on": before(22),
                           "outcome": "Supported."}],
         "equality": [{"characteristic": c, "impact": "none"} for c in (
             "age", "disability", "gender_reassignment", "marriage_civil_partnership",
@@ -110,7 +136,7 @@ def pia(*, residual: str = "low", masks: bool = True, dpo: bool = True) -> dict[
         }],
     }  # fmt: skip
     if dpo:
-        doc["dpo_advice"] = {"dpo_name": "D. Protection", "advised_on": "2026-05-12",
+        doc["dpo_advice"] = {"dpo_name": "D. Protection", "advised_on": before(20),
                              "advice": "Proceed with masks.", "outcome": "accepted"}  # fmt: skip
     return doc
 
@@ -118,7 +144,7 @@ def pia(*, residual: str = "low", masks: bool = True, dpo: bool = True) -> dict[
 def request(location_id: int, unit: str = "cam-01", **pia_kw: Any) -> DeploymentRequest:
     return DeploymentRequest.model_validate({
         "unit_id": unit, "location_id": location_id,
-        "planned_start": "2026-06-01T00:00:00Z", "planned_end": "2026-12-31T00:00:00Z",
+        "planned_start": T0, "planned_end": END,
         "pia": pia(**pia_kw),
     })  # fmt: skip
 
@@ -221,11 +247,11 @@ async def test_full_workflow_audited_end_to_end(db: Database) -> None:
         await flow.end(OLLY, dep.id, "too late")
 
     evaluation = Evaluation.model_validate({
-        "before": {"period_start": "2025-11-01", "period_end": "2026-05-31", "crime": 26,
+        "before": {"period_start": day(-212), "period_end": day(-1), "crime": 26,
                    "asb": 19},
-        "during": {"period_start": "2026-06-01", "period_end": "2026-09-10", "crime": 9, "asb": 4,
+        "during": {"period_start": day(0), "period_end": day(101), "crime": 9, "asb": 4,
                    "arrests": 2, "evidence_releases": 3},
-        "after": {"period_start": "2026-09-11", "period_end": "2026-10-31", "crime": 5, "asb": 6},
+        "after": {"period_start": day(102), "period_end": day(152), "crime": 5, "asb": 6},
         "conclusion": "Crime fell by two thirds while deployed.",
     })  # fmt: skip
     done = await flow.attach_evaluation(OLLY, dep.id, evaluation)
@@ -268,7 +294,7 @@ async def test_high_residual_risk_blocks_approval_until_prior_consultation(db: D
     async with db.session() as s:
         assert (await s.execute(select(AuthorizationRow))).first() is None
     await flow.record_prior_consultation(OLLY, dep.id, PriorConsultation(
-        consulted_on=date(2026, 5, 20), reference="ICO/RFA0123456",
+        consulted_on=(T0 - timedelta(days=12)).date(), reference="ICO/RFA0123456",
         outcome="The ICO advised the masks are sufficient."))  # fmt: skip
     approved = await flow.approve(MIA, dep.id)
     assert approved.status == "approved" and approved.authorization_id
@@ -311,18 +337,20 @@ async def test_overdue_review_lapses_and_planned_end_ends(db: Database) -> None:
     flow, site = await setup_flow(db, clock, policy=DeploymentPolicy(reminder_days=0))
     dep = await flow.create(OLLY, request(site))
     await flow.submit(OLLY, dep.id)
-    await flow.approve(MIA, dep.id, ApproveRequest(review_by=date(2026, 7, 1)))
-    due = datetime(2026, 7, 2, tzinfo=UTC)
+    review_by = (T0 + timedelta(days=30)).date()
+    await flow.approve(MIA, dep.id, ApproveRequest(review_by=review_by))
+    due = T0 + timedelta(days=31)  # the end of the review day
     assert (await flow.get(dep.id)).authorized_until == due  # valid_until = the review date
     result = await review_job(db, None, due + timedelta(minutes=1))
     assert (result.activated, result.reminded, result.lapsed) == (1, 1, 1)
     assert (await review_job(db, None, due + timedelta(days=1))).lapsed == 0
-    ended = await review_job(db, None, datetime(2026, 12, 31, 1, tzinfo=UTC))
+    ended = await review_job(db, None, END + timedelta(hours=1))
     assert ended.ended == 1
     row = await flow.get(dep.id)
     assert row.status == "ended" and row.end_reason == "planned end reached"
     with pytest.raises(Exception, match="more than 365 days"):
-        await flow.create(OLLY, request(site).model_copy(update={"review_by": date(2028, 1, 1)}))
+        too_late = T0.date() + timedelta(days=400)
+        await flow.create(OLLY, request(site).model_copy(update={"review_by": too_late}))
 
 
 # ----------------------------------------------------------------- real broker

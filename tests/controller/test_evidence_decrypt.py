@@ -21,8 +21,9 @@ from controller.evidence.cli import PASSPHRASE_ENV, evidence_app
 from edge_agent.recorder.index import SegmentIndex
 from protocol.evidence_keys import EvidencePrivateKey, generate_evidence_key
 from protocol.segment_format import SegmentWriter, seal_truncated
+from tests.harness.footage import SAMPLE_CLIP, require_sample_clip
 
-SOURCE = Path("/work/shared/data/concourse-720p.avi")
+SOURCE = SAMPLE_CLIP
 UNIT = "unit-7"
 PASSPHRASE = "correct horse battery"
 T0 = datetime(2025, 3, 1, 7, 0, tzinfo=UTC)
@@ -79,8 +80,7 @@ def record(
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory: pytest.TempPathFactory) -> Export:
-    if not SOURCE.exists():
-        pytest.fail(f"test footage {SOURCE} is missing")
+    require_sample_clip()
     folder = tmp_path_factory.mktemp("export")
     key = generate_evidence_key()
     key_file = folder / "evidence-private.json"

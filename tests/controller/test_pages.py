@@ -75,6 +75,17 @@ USERS = {
 }
 
 
+def browser_env() -> dict[str, str]:
+    """Chromium's environment. In the year-on run (tests/test_dates_year_on.py) Chromium
+    is kept off libfaketime, whose preload stalls its zygote: the browser keeps real time,
+    as a client with a wrong clock would, while the controller it talks to runs a year on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAKETIME", "LD_PRELOAD"))}
+    preload = [lib for lib in os.environ.get("LD_PRELOAD", "").split() if "faketime" not in lib]
+    if preload:
+        env["LD_PRELOAD"] = " ".join(preload)
+    return env
+
+
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - one stat, before any I/O runs
@@ -84,7 +95,7 @@ async def browser() -> AsyncIterator[Any]:
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, env=browser_env()
         )
         try:
             yield browser
@@ -94,15 +105,20 @@ async def browser() -> AsyncIterator[Any]:
 
 class UnitOnBroker:
     """One unit on the broker, speaking with its own certificate: publishes telemetry
-    with its own monotonic seq, and answers signed self-test commands with a report."""
+    with its own monotonic seq, and answers signed self-test commands with a report.
 
-    def __init__(self, broker: MosquittoBroker, unit_id: str) -> None:
+    `listen_as` a probe identity: only record the unit's commands and authorizations,
+    beside the unit's real agent (the broker ties a session to its certificate, so the
+    unit's own certificate would knock the agent off)."""
+
+    def __init__(self, broker: MosquittoBroker, unit_id: str, *, listen_as: str = "") -> None:
         self.broker = broker
         self.unit_id = unit_id
         self.topics = broker.fleet.topics
         self.boot_id = uuid.uuid4().hex
         self.seq = 0
-        self.client = mqtt_client(broker, unit_id)
+        self.listening_only = bool(listen_as)
+        self.client = mqtt_client(broker, listen_as or unit_id)
         self.verifier = Verifier(
             broker.fleet.controller_signing_key().public_key(), unit_id=unit_id
         )
@@ -131,7 +147,8 @@ class UnitOnBroker:
             await self.client.subscribe(self.topics.unit(self.unit_id, Channel.CMD), qos=1)
             await self.client.subscribe(self.topics.unit(self.unit_id, Channel.AUTHZ), qos=1)
         self._task = asyncio.create_task(self._listen(), name=f"unit-{self.unit_id}")
-        await self.send(UnitState(**self.envelope(), online=True, agent_version="test"))
+        if not self.listening_only:
+            await self.send(UnitState(**self.envelope(), online=True, agent_version="test"))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -149,7 +166,7 @@ class UnitOnBroker:
             if isinstance(decoded, Command):
                 body = self.verifier.command(decoded)  # refuses a forged or replayed one
                 self.commands.append(decoded)
-                if isinstance(body.action, SelfTestNow):
+                if isinstance(body.action, SelfTestNow) and not self.listening_only:
                     await self.report(command_id=body.command_id)
             else:
                 self.authorizations.append(decoded)
@@ -402,6 +419,7 @@ async def _fill_request(page: Any, now: datetime) -> None:
     await choose("pia-dpo-advice-outcome", "accepted")
 
 
+@pytest.mark.dates
 async def test_operator_requests_manager_approves_and_the_unit_is_authorised(
     browser: Any, site: Site, tmp_path: Path
 ) -> None:
@@ -410,7 +428,7 @@ async def test_operator_requests_manager_approves_and_the_unit_is_authorised(
     # The real edge agent for cam-02: it records only once the manager has approved.
     agent = AgentProcess(site.fleet, "cam-02", site.broker, tmp_path / "agent")
     agent.start()
-    async with UnitOnBroker(site.broker, "cam-02") as unit:
+    async with UnitOnBroker(site.broker, "cam-02", listen_as="probe-1") as unit:
         now = datetime.now(UTC)
 
         operator = await sign_in(browser, site, "operator1")
@@ -598,7 +616,9 @@ async def test_fleet_overview_refreshes_and_unit_page_draws_power(browser: Any, 
         table = await auditor.locator("table").first.inner_text()
         assert CONTRACTOR in table
         await shot(auditor, "kpis")
-        await auditor.goto(f"{site.base_url}/kpis?from=2026-02-01&to=2026-01-01")
+        today = datetime.now(UTC).date()
+        backwards = f"from={today}&to={today - timedelta(days=31)}"
+        await auditor.goto(f"{site.base_url}/kpis?{backwards}")
         assert "must end on or after" in await auditor.get_by_role("alert").inner_text()
         await auditor.goto(f"{site.base_url}/audit")
         assert "Chain intact" in await auditor.get_by_test_id("audit-status").inner_text()
@@ -631,17 +651,22 @@ def _flatten(value: Any, prefix: str) -> list[tuple[str, str]]:
     return [(prefix, "" if value is None else str(value))]
 
 
+@pytest.mark.dates
 def test_pia_form_fields_read_back_into_the_same_request() -> None:
     from controller.deployments.models import DeploymentRequest
     from controller.pages.form_data import coerce, form_tree
     from controller.pages.forms import model_form
 
-    start = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    start = datetime.now(UTC).replace(hour=8, minute=0, second=0, microsecond=0)
+
+    def before(days: int) -> str:
+        return (start - timedelta(days=days)).date().isoformat()
+
     pia = {
-        "referral": {"source": "public", "referrer": "Residents", "received_on": "2026-01-05"},
+        "referral": {"source": "public", "referrer": "Residents", "received_on": before(56)},
         "evidence_of_need": {
-            "period_start": "2025-07-01",
-            "period_end": "2025-12-31",
+            "period_start": before(244),
+            "period_end": before(61),
             "items": [{"reference": "ASB 11", "category": "ASB", "count": 9}],
             "summary": "Nine reports of drug dealing.",
         },
@@ -653,8 +678,8 @@ def test_pia_form_fields_read_back_into_the_same_request() -> None:
         "masks": [{"label": "school gate", "polygon": [[0.1, 0.1], [0.3, 0.1], [0.2, 0.4]]}],
         "signage": {
             "description": "Two signs",
-            "erect_by": "2026-03-01",
-            "remove_by": "2026-04-30",
+            "erect_by": before(1),
+            "remove_by": (start + timedelta(days=59)).date().isoformat(),
         },
         "equality": [
             {"characteristic": c.value, "impact": "none", "notes": ""}
@@ -662,7 +687,7 @@ def test_pia_form_fields_read_back_into_the_same_request() -> None:
         ],
         "dpo_advice": {
             "dpo_name": "A. Shah",
-            "advised_on": "2026-01-20",
+            "advised_on": before(41),
             "advice": "Mask the gate",
             "outcome": "overruled",
             "reasons": "The gate is the hotspot",

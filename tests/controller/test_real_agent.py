@@ -152,6 +152,7 @@ async def test_real_ups_mains_failure_to_callout_with_ups_facts(
             agent.kill()
 
 
+@pytest.mark.dates
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 async def test_manager_approval_starts_the_real_unit_and_revocation_stops_it(
     db: Database,
@@ -180,10 +181,11 @@ async def test_manager_approval_starts_the_real_unit_and_revocation_stops_it(
                 name="Mill Lane underpass", address="Mill Lane", lat=51.5, lon=-0.12,
                 geofence_radius_m=150, notes=""))  # fmt: skip
             now = datetime.now(UTC)
+            start, end = now - timedelta(minutes=1), now + timedelta(days=30)
             request = DeploymentRequest.model_validate({
                 "unit_id": "cam-01", "location_id": site.id,
-                "planned_start": (now - timedelta(minutes=1)).isoformat(),
-                "planned_end": (now + timedelta(days=30)).isoformat(), "pia": pia(),
+                "planned_start": start.isoformat(), "planned_end": end.isoformat(),
+                "pia": pia(start=start.date(), end=end.date()),
             })  # fmt: skip
             dep = await flow.create(OLLY, request)
             await flow.submit(OLLY, dep.id)

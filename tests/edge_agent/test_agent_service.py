@@ -72,7 +72,8 @@ class Watcher:
 @contextlib.asynccontextmanager
 async def watch(broker: MosquittoBroker) -> AsyncIterator[Watcher]:
     watcher = Watcher()
-    async with mqtt_client(broker, "controller") as client:
+    # A probe identity: tests also run the controller (identity "controller") beside it.
+    async with mqtt_client(broker, "probe-2") as client:
         watcher.client = client
         await client.subscribe(broker.fleet.topics.fleet_filter(), qos=1)
 

@@ -1,7 +1,8 @@
 """`UnitLink` against a real Mosquitto with the fleet's TLS, ACL and CRL.
 
-A `Collector` speaks as the controller identity, with a persistent session, so (like the
-real controller) it also gets what the unit sent while the collector was disconnected.
+A `Collector` speaks as a probe identity (the controller's rights; the broker ties a
+session to its certificate, so it takes no other client's), with a persistent session, so
+(like the real controller) it also gets what the unit sent while it was disconnected.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import signal
 import sqlite3
 import sys
 import time
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -101,7 +101,6 @@ class Collector:
     def __init__(self, broker: MosquittoBroker, unit_id: str) -> None:
         self.broker = broker
         self.filter = TOPICS.unit_filter(unit_id)
-        self.identifier = f"controller-test-{uuid.uuid4().hex[:8]}"
         self.received: list[tuple[str, Message]] = []
         self.subscribed = asyncio.Event()
         self._changed = asyncio.Event()
@@ -109,9 +108,7 @@ class Collector:
     async def run(self) -> None:
         while True:
             try:
-                async with mqtt_client(
-                    self.broker, "controller", identifier=self.identifier, clean_session=False
-                ) as client:
+                async with mqtt_client(self.broker, "probe-1", clean_session=False) as client:
                     await client.subscribe(self.filter, qos=1)
                     self.subscribed.set()
                     async for message in client.messages:

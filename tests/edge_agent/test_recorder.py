@@ -1,4 +1,4 @@
-"""The segment recorder against real inputs: the shared clip as a file, the same clip
+"""The segment recorder against real inputs: the sample clip as a file, the same clip
 served over HTTP by a real ffmpeg server on loopback, and the synthetic scene. Footage is
 decrypted with the evidence private key and compared with the source packet for packet."""
 
@@ -29,9 +29,10 @@ from edge_agent.recorder.recorder import (
 )
 from protocol.evidence_keys import EvidencePrivateKey, generate_evidence_key
 from protocol.segment_format import SegmentSummaryInfo, read_segment
-from tests.harness.binaries import missing, require_binary
+from tests.harness.binaries import require_binary
+from tests.harness.footage import SAMPLE_CLIP, require_sample_clip
 
-CLIP = Path("/work/shared/data/concourse-720p.avi")
+CLIP = SAMPLE_CLIP
 UNIT = "unit-rec-01"
 
 
@@ -39,9 +40,7 @@ UNIT = "unit-rec-01"
 
 
 def require_clip() -> Path:
-    if not CLIP.is_file():
-        missing(f"test footage {CLIP} is missing")
-    return CLIP
+    return require_sample_clip()
 
 
 def free_port() -> int:

@@ -204,7 +204,8 @@ async def test_full_disk_purges_unheld_oldest_first_then_stops_for_held(
     assert not faults
 
     # Everything on the disk is now evidence: recording stops rather than delete any.
-    holds.place("sar-3", datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC), "SAR")
+    until = datetime.now(UTC) + timedelta(days=1)  # and all it records from now on
+    holds.place("sar-3", first.started_at - timedelta(days=1), until, "SAR")
     n_deleted = len(deleted)
     await recorder.start()
     await wait_for(lambda: recorder.status.reason is StopReason.STORAGE_FULL, 60, "full")

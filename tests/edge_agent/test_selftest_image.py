@@ -1,4 +1,4 @@
-"""Picture checks on real footage: the shared concourse clip passes every check, and each
+"""Picture checks on real footage: the sample concourse clip passes every check, and each
 degraded variant of it fails the one check made for that fault and no other."""
 
 from __future__ import annotations
@@ -28,14 +28,12 @@ from edge_agent.selftest import (
 from protocol.faults import FaultCode
 from protocol.messages import CheckResult
 from tests.edge_agent import variants as V
-from tests.harness.binaries import missing
+from tests.harness.footage import require_sample_clip
 
 
 @pytest.fixture(scope="module")
 def clip() -> V.Clip:
-    if not V.CLIP.is_file():
-        message = f"test footage missing: {V.CLIP} (set CCTV_TEST_CLIP)"
-        missing(message)
+    require_sample_clip()
     return V.load_clip()
 
 

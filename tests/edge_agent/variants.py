@@ -8,7 +8,6 @@ table: variant x check.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -22,21 +21,11 @@ from edge_agent.selftest.baseline import Baseline, learn_baseline
 from edge_agent.selftest.image import Polygon, run_image_checks
 from edge_agent.selftest.outcome import CheckOutcome
 from edge_agent.selftest.thresholds import SelfTestThresholds
+from tests.harness.footage import SAMPLE_CLIP
 
 Frame = npt.NDArray[np.uint8]
 
-CLIP_NAME = "concourse-720p.avi"
-
-
-def _find_clip() -> Path:
-    """$CCTV_TEST_CLIP, else shared/data beside the repository, else /work/shared/data."""
-    if env := os.environ.get("CCTV_TEST_CLIP"):
-        return Path(env)
-    beside = Path(__file__).resolve().parents[3] / "shared" / "data" / CLIP_NAME
-    return beside if beside.is_file() else Path("/work/shared/data") / CLIP_NAME
-
-
-CLIP = _find_clip()
+CLIP = SAMPLE_CLIP
 #: The first seconds of the clip stand for the deployment start: the baseline is learned there.
 BASELINE_SECONDS = 6.0
 #: A privacy mask over the top-right corner of the view (say, a private window).

@@ -5,6 +5,7 @@ from tests.harness.broker import BrokerError, MosquittoBroker, free_port
 from tests.harness.fleet import (
     DEFAULT_UNITS,
     FLEET_PASSPHRASE,
+    PROBES,
     connect_refusal,
     make_fleet,
     mqtt_client,
@@ -15,6 +16,7 @@ from tests.harness.tls import tls_context
 __all__ = [
     "DEFAULT_UNITS",
     "FLEET_PASSPHRASE",
+    "PROBES",
     "BrokerError",
     "MosquittoBroker",
     "connect_refusal",

@@ -18,12 +18,11 @@ from protocol.messages import AuthorizationBody, GeoFence, RevocationBody
 from protocol.signing import Signer
 from provisioning import Fleet
 from provisioning.files import toml_document
+from tests.harness.footage import SAMPLE_CLIP
 
 __all__ = ["CLIP", "AgentProcess", "authorization", "revocation", "write_toml"]
 
-CLIP = Path(__file__).resolve().parents[3] / "shared" / "data" / "concourse-720p.avi"
-if not CLIP.exists():
-    CLIP = Path("/work/shared/data/concourse-720p.avi")
+CLIP = SAMPLE_CLIP
 
 
 def write_toml(path: Path, doc: dict[str, Any]) -> None:

@@ -8,7 +8,8 @@
     broker.reload()           # SIGHUP: re-reads the config, ACL and CRL
     broker.reconfigure()      # rewrite the config from the fleet (after revoke / add-unit)
 
-Mosquitto's output goes to `log_file` (kept across restarts) and is quoted when it fails.
+Mosquitto's output goes to `log_file` (kept across restarts) and is quoted when it fails;
+`connections()` and `takeovers()` read what it logged about client connections.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,6 +35,10 @@ __all__ = ["BrokerError", "MosquittoBroker", "free_port"]
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 _POLL = 0.02
+# "New client connected from 127.0.0.1:58877 as cam-02 (p2, c1, k60, u'cam-02')."
+_CONNECTED = re.compile(r"New client connected from \S+ as (\S+) \(.*?u'([^']*)'\)")
+# "Client cam-02 already connected, closing old connection."
+_TAKEN_OVER = re.compile(r"Client (\S+) already connected, closing old connection")
 
 
 class BrokerError(RuntimeError):
@@ -191,6 +197,14 @@ class MosquittoBroker:
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def connections(self) -> list[tuple[str, str]]:
+        """(client id, username) of every connection the broker accepted, in order."""
+        return [(m[1], m[2]) for m in _CONNECTED.finditer(self.log_text())]
+
+    def takeovers(self) -> list[str]:
+        """Client ids whose connection a newer connection with the same id closed."""
+        return _TAKEN_OVER.findall(self.log_text())
 
     def __enter__(self) -> MosquittoBroker:
         self.start()

@@ -2,6 +2,11 @@
 
 fleet = make_fleet(tmp_path / "fleet", units=("cam-01", "cam-02"))
 async with mqtt_client(broker, "cam-01") as client: ...
+
+The broker makes a client's certificate CN its client id, so two connections with one
+identity knock each other off. A test that watches or drives the fleet from the centre
+while a controller (identity `controller`) runs, or that needs two centre-side
+connections, speaks as a probe: `mqtt_client(broker, "probe-1")` (controller role).
 """
 
 from __future__ import annotations
@@ -9,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import ssl
-import uuid
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,11 +23,13 @@ import aiomqtt
 
 from protocol.evidence_keys import EvidenceSuite
 from provisioning import ClientIdentity, Fleet
+from provisioning.pki import Role
 from tests.harness.tls import tls_context
 
 __all__ = [
     "DEFAULT_UNITS",
     "FLEET_PASSPHRASE",
+    "PROBES",
     "Endpoint",
     "connect_refusal",
     "make_fleet",
@@ -34,6 +40,9 @@ __all__ = [
 #: The evidence key passphrase of every test fleet.
 FLEET_PASSPHRASE = "test evidence passphrase"
 DEFAULT_UNITS = ("cam-01", "cam-02", "cam-03")
+#: Centre identities with the controller's rights, for test clients that run beside a
+#: controller or beside each other.
+PROBES = ("probe-1", "probe-2")
 
 
 class Endpoint(Protocol):
@@ -49,12 +58,14 @@ def make_fleet(
     *,
     units: Iterable[str] = DEFAULT_UNITS,
     simulator: bool = True,
+    probes: Iterable[str] = PROBES,
     name: str = "Test Council",
     passphrase: str = FLEET_PASSPHRASE,
     evidence_suite: EvidenceSuite = EvidenceSuite.X25519,
     topic_root: str = "cctv/v1",
 ) -> Fleet:
-    """A complete fleet through the Python API: CA, controller, broker, units, simulator."""
+    """A complete fleet through the Python API: CA, controller, broker, units, simulator
+    and probe identities (controller role)."""
     fleet = Fleet.create(
         root,
         name=name,
@@ -66,6 +77,8 @@ def make_fleet(
         fleet.add_unit(unit_id, site=f"site of {unit_id}", contractor="Test Maintenance Ltd")
     if simulator:
         fleet.issue_client("simulator")
+    for probe in probes:
+        fleet.issue_client(probe, role=Role.CONTROLLER)
     return fleet
 
 
@@ -79,12 +92,17 @@ def mqtt_client(
     **kwargs: Any,
 ) -> aiomqtt.Client:
     """An aiomqtt client (not yet connected: use `async with`) authenticated as `who`:
-    a unit id, "controller", "simulator", or any ClientIdentity (e.g. a foreign CA's)."""
+    a unit id, "controller", "simulator", a probe, or any ClientIdentity (e.g. a foreign
+    CA's).
+
+    The client id it sends is the identity's name unless `identifier` says otherwise; the
+    broker replaces it with the certificate's CN either way, so a second client of the
+    same identity takes the first one's session (use another probe)."""
     identity = who if isinstance(who, ClientIdentity) else broker.fleet.client_identity(who)
     return aiomqtt.Client(
         broker.host,
         broker.port,
-        identifier=identifier or f"{identity.name}-{uuid.uuid4().hex[:8]}",
+        identifier=identifier or identity.name,
         tls_context=tls_context(identity, maximum_version=tls_max_version),
         will=will,
         **kwargs,
@@ -117,7 +135,8 @@ async def connect_refusal(
     """None if the client connects and gets a publish acknowledged; else the client's error.
 
     `who`: a fleet identity (by name or ClientIdentity), a ready SSLContext (e.g. one with
-    no client certificate), or None for plain MQTT without TLS.
+    no client certificate), or None for plain MQTT without TLS. A successful connection
+    takes over the identity's session: do not probe an identity the test holds open.
 
     Identities use TLS 1.2 so the broker's verdict on the client certificate (revoked,
     unknown CA) fails the handshake itself, with the TLS alert in the message: under TLS 1.3

@@ -143,14 +143,16 @@ async def test_sighup_cuts_off_a_revoked_unit_without_a_restart(
         assert [m.payload for m in await receive_until(controller, revoked_hb)] == [b"before"]
 
         fleet.revoke("cam-03")
+        fleet.revoke("cam-02")  # probed below: a probe as cam-03 would take its session
         broker.reconfigure()
         broker.reload()
         for _ in range(100):
-            refusal = await connect_refusal(broker, "cam-03")
+            refusal = await connect_refusal(broker, "cam-02")
             if refusal is not None:
                 break
             await asyncio.sleep(0.05)
         assert "certificate revoked" in (refusal or "")
+        assert "certificate revoked" in (await connect_refusal(broker, "cam-03") or "")
 
         await revoked.publish(revoked_hb, b"after", qos=1)  # still connected...
         await valid.publish(valid_hb, b"control", qos=1)

@@ -216,6 +216,7 @@ def test_broker_config_is_built_from_the_topic_table(runner: CliRunner, fleet_di
         "listener 18999 127.0.0.1",
         "require_certificate true",
         "use_identity_as_username true",
+        "use_username_as_clientid true",
         "allow_anonymous false",
         f"crlfile {out / 'crl.pem'}",
         f"acl_file {out / 'acl'}",
@@ -276,7 +277,9 @@ def test_simulator_and_controller_identities(runner: CliRunner, fleet_dir: Path)
     assert "clients/simulator/client.crt" in out
     assert mode(fleet_dir / "clients/simulator/client.key") == 0o600
     assert "--force" in refused(runner, fleet_dir, "add-client", "simulator")
-    assert "unknown client" in refused(runner, fleet_dir, "add-client", "cam-01")
+    assert "give the role" in refused(runner, fleet_dir, "add-client", "cam-01")
+    unit_name = refused(runner, fleet_dir, "add-client", "cam-01", "--role", "controller")
+    assert "already a unit identity" in unit_name
     key = (fleet_dir / "controller/controller.key").read_bytes()
     assert "controller/controller.crt" in ok(runner, fleet_dir, "controller-identity")
     assert (fleet_dir / "controller/controller.key").read_bytes() == key
