@@ -41,9 +41,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from controller.callouts.sla import ContractClock
 from controller.deployments.models import DeploymentPolicy
 from controller.errors import ConfigError
-from controller.sla import ContractClock
 from protocol.faults import Priority
 from protocol.topics import DEFAULT_ROOT, Topics
 
