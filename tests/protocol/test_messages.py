@@ -46,7 +46,8 @@ def test_every_kind_round_trips(msg: m.Envelope) -> None:
 def test_every_kind_is_generated() -> None:
     seen: set[str] = set()
 
-    @settings(max_examples=400)
+    # Derandomized: the same examples every run, so a rare branch cannot go missing by chance.
+    @settings(max_examples=400, derandomize=True, database=None)
     @given(messages)
     def collect(msg: m.Envelope) -> None:
         seen.add(msg.kind)  # type: ignore[attr-defined]
