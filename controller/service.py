@@ -145,6 +145,8 @@ class ControllerService:
                     tg.create_task(self._jobs_after_backlog(), name="periodic-jobs"),
                     tg.create_task(self.notifier.run(), name="notifier"),
                     tg.create_task(self._deployment_reviews(), name="deployment-reviews"),
+                    tg.create_task(self._case_jobs(), name="case-jobs"),
+                    tg.create_task(self._retrieval(), name="evidence-retrieval"),
                 ]
                 for name, factory in self.extra_tasks.items():
                     tasks.append(tg.create_task(factory(), name=name))
@@ -183,6 +185,24 @@ class ControllerService:
             except Exception:  # one bad pass must not stop the controller
                 log.exception("deployment review pass failed")
             await asyncio.sleep(max(self.settings.sweep_interval_s, 1.0))
+
+    async def _case_jobs(self) -> None:
+        """Subject access reminders and overdue notes; holds sent, re-sent and matched with
+        the units' acknowledgements."""
+        from controller.evidence.case_jobs import case_job
+
+        while True:
+            try:
+                await case_job(self.db, self.link, utcnow(), settings=self.settings.evidence)
+            except Exception:  # one bad pass must not stop the controller
+                log.exception("case pass failed")
+            await asyncio.sleep(max(self.settings.sweep_interval_s, 1.0))
+
+    async def _retrieval(self) -> None:
+        """The evidence endpoint units upload case footage to, and the upload commands."""
+        from controller.evidence.endpoint import serve_retrieval
+
+        await serve_retrieval(self.settings, self.db, self.link)
 
     async def _serve_http(self) -> None:
         factory = load_app_factory()

@@ -1,6 +1,7 @@
 """What the unit does for each command the controller may send, once `commands` has
 verified it: run a self-test, place or release a hold on footage, change a setting at run
-time, stage an export; and the acknowledgements sent back at each step.
+time, stage an export, queue an evidence upload (`edge_agent.uploads`); and the
+acknowledgements sent back at each step.
 
 `commands.CommandProcessor` decides whether a command runs; `CommandActions` carries it
 out. An action that cannot be carried out raises `CommandFailed` with the reason.
@@ -23,7 +24,15 @@ from edge_agent.recorder.holds import HoldError, HoldStore
 from edge_agent.recorder.index import SegmentIndex
 from edge_agent.selftest import next_run
 from edge_agent.telemetry import Publish, Telemetry
-from protocol.messages import CommandBody, ReleaseHold, RequestExport, SetConfig, SetHold
+from edge_agent.uploads import Uploader
+from protocol.messages import (
+    CommandBody,
+    ReleaseHold,
+    RequestExport,
+    SetConfig,
+    SetHold,
+    UploadEvidence,
+)
 
 __all__ = ["RUNTIME_KEYS", "CommandActions"]
 
@@ -47,6 +56,7 @@ class CommandActions:
         telemetry: Telemetry,
         publish: Publish,
         clock: Callable[[], datetime],
+        uploads: Uploader | None = None,
     ) -> None:
         self._selftests = selftests
         self._settings = settings
@@ -58,6 +68,7 @@ class CommandActions:
         self._telemetry = telemetry
         self._publish = publish
         self._clock = clock
+        self._uploads = uploads
 
     def handlers(self) -> dict[str, ActionHandler]:
         """The action name in a command -> what runs it."""
@@ -67,6 +78,7 @@ class CommandActions:
             "release_hold": self._release_hold,
             "set_config": self._set_config,
             "request_export": self._request_export,
+            "upload_evidence": self._upload_evidence,
         }
 
     async def send_ack(
@@ -144,3 +156,12 @@ class CommandActions:
             return await asyncio.to_thread(stage)
         except OSError as exc:
             raise CommandFailed(f"export not staged: {exc.strerror}") from exc
+
+    async def _upload_evidence(self, body: CommandBody) -> dict[str, Any]:
+        """Queue the upload of a case's footage to the controller's evidence endpoint in
+        this unit's config; `done` means queued (the upload itself reports over HTTPS)."""
+        action = body.action
+        assert isinstance(action, UploadEvidence)
+        if self._uploads is None:
+            raise CommandFailed("evidence uploads are not available on this unit")
+        return await self._uploads.start_job(body.command_id, action)

@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 #: Modules whose `router` is included when they exist (built separately).
 OPTIONAL_ROUTERS = (
     "controller.api.deployment_routes",
+    "controller.api.case_routes",
+    "controller.api.release_routes",
     "controller.pages.routes",
     "controller.pages.api_docs",
 )

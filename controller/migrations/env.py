@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from controller.store.base import Base
 
-STORE_MODULES = ("fleet", "audit", "users", "deployments", "reports", "server_keys")
+STORE_MODULES = ("fleet", "audit", "users", "deployments", "reports", "server_keys", "evidence")
 
 for _name in STORE_MODULES:
     _module = f"controller.store.{_name}"

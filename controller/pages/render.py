@@ -95,6 +95,8 @@ NAV: tuple[NavItem, ...] = (
     NavItem("fleet", "Fleet", "/fleet", frozenset({_M, _O, _D, _C, _A})),
     NavItem("callouts", "Callouts", "/callouts", frozenset({_M, _O, _C})),
     NavItem("deployments", "Deployments", "/deployments", frozenset({_M, _O, _D, _A})),
+    NavItem("cases", "Cases", "/cases", frozenset({_M, _O, _D, _A})),
+    NavItem("evidence-logs", "Evidence logs", "/logs/review", frozenset({_M, _O, _D, _A})),
     NavItem("kpis", "KPIs", "/kpis", frozenset({_M, _A})),
     NavItem("audit", "Audit log", "/audit", frozenset({_M, _A})),
     NavItem("users", "Users", "/users", frozenset({_M})),

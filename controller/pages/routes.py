@@ -9,6 +9,10 @@
     /callouts, /callouts/board, /callouts/{id}, /callouts/{id}/{step} (POST)
     /deployments, /deployments/new, /deployments/{id}, /deployments/{id}/{decision} (POST),
     /locations/{id}
+    /cases, /cases/new, /cases/{number}, /cases/{number}/{step} (POST)
+    /logs/review, /logs/releases (+ .csv)   review and release logs (not for contractors)
+    /cases/{number}/release, /release-jobs/{job}, /exhibits/{part} (+ /download, /footage/..)
+                                            making, releasing and watching exhibits
     /kpis?from=&to=, /audit, /users
     /static/{file}
 
@@ -23,8 +27,10 @@ from fastapi import APIRouter
 
 from controller.pages import (
     callout_pages,
+    case_pages,
     deployment_pages,
     fleet_pages,
+    release_pages,
     report_pages,
     session_pages,
 )
@@ -32,5 +38,13 @@ from controller.pages import (
 __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
-for _module in (session_pages, fleet_pages, callout_pages, deployment_pages, report_pages):
+for _module in (
+    session_pages,
+    fleet_pages,
+    callout_pages,
+    deployment_pages,
+    release_pages,  # before case_pages: its /cases/{number}/release is not a case step
+    case_pages,
+    report_pages,
+):
     router.include_router(_module.router)

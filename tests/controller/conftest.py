@@ -115,7 +115,8 @@ async def running_controller(
     task = asyncio.create_task(service.run(), name="test-controller")
     try:
         async with asyncio.timeout(20):
-            while not service.link.connected.is_set():
+            # Started: the database is migrated and the inventory imported, not only linked.
+            while not (service.started.is_set() and service.link.connected.is_set()):
                 if task.done():
                     task.result()
                 await asyncio.sleep(0.02)
