@@ -27,6 +27,7 @@ check: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/python scripts/check_imports.py
 
 demo: setup
 	$(BIN)/python scripts/demo.py

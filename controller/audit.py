@@ -17,6 +17,9 @@ two appends can never both chain to the same head.
 The chain proves the log was not altered *after* the fact by someone who cannot rewrite
 every later row; to also catch a rewrite of the whole tail, note the head hash that
 `verify` prints (e.g. in the annual review) and compare later.
+
+`entries(db, ...)` reads the log newest first, a page at a time, for the JSON API and the
+audit page alike.
 """
 
 from __future__ import annotations
@@ -33,7 +36,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from controller.store.audit import AuditEntry
 from controller.store.base import Database, utcnow
 
-__all__ = ["GENESIS", "AuditEntry", "VerifyResult", "canonical_row", "record", "verify"]
+__all__ = [
+    "GENESIS",
+    "AuditEntry",
+    "AuditPage",
+    "AuditRecord",
+    "VerifyResult",
+    "canonical_row",
+    "entries",
+    "record",
+    "verify",
+]
 
 GENESIS = "0" * 64
 _LOCK_KEY = 0x43435456_A0D1  # PostgreSQL advisory lock of the audit chain
@@ -164,3 +177,72 @@ async def verify(db: Database) -> VerifyResult:
                 prev, expected_seq = row.row_hash, row.seq + 1
             last_id = page[-1].seq
     return VerifyResult(True, rows, expected_seq - 1, prev)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One row of the log as read back, its details decoded."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+    row_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    """Rows newest first; `older` is the `before` of the next (older) page, None at the end."""
+
+    records: list[AuditRecord]
+    older: int | None
+
+
+def _details(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"unreadable": text[:200]}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+async def entries(
+    db: Database,
+    *,
+    limit: int,
+    before: int | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    subject: str | None = None,
+) -> AuditPage:
+    """At most `limit` rows older than `before` (all when None), newest first, of one actor,
+    action or subject when given."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
+    if before is not None:
+        query = query.where(AuditEntry.seq < before)
+    if actor is not None:
+        query = query.where(AuditEntry.actor == actor)
+    if action is not None:
+        query = query.where(AuditEntry.action == action)
+    if subject is not None:
+        query = query.where(AuditEntry.subject == subject)
+    async with db.session() as session:
+        rows = list((await session.execute(query)).scalars())
+    records = [
+        AuditRecord(
+            seq=row.seq,
+            at=row.at,
+            actor=row.actor,
+            action=row.action,
+            subject=row.subject,
+            details=_details(row.details_json),
+            row_hash=row.row_hash,
+        )
+        for row in rows
+    ]
+    older = rows[-1].seq if len(rows) == limit and rows[-1].seq > 1 else None
+    return AuditPage(records, older)

@@ -43,7 +43,7 @@ app.add_typer(units_app, name="units")
 app.add_typer(audit_app, name="audit")
 
 try:  # written alongside: user management (the API's accounts)
-    from controller.api.users_cli import user_app
+    from controller.accounts.cli import user_app
 
     app.add_typer(user_app, name="user")
 except ImportError:

@@ -41,10 +41,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from controller.callouts.sla import ContractClock
 from controller.deployments.models import DeploymentPolicy
 from controller.errors import ConfigError
 from controller.evidence.settings import EvidenceSettings
-from controller.sla import ContractClock
 from protocol.faults import Priority
 from protocol.topics import DEFAULT_ROOT, Topics
 

@@ -1,5 +1,5 @@
 """The controller process: one TaskGroup with the broker link, ingest, the periodic jobs,
-the notifier and (when `controller.api` is present) the HTTP server.
+the notifier, the deployment reviews and the HTTP server.
 
     service = ControllerService(settings)
     await service.run()          # until service.stop() (SIGTERM / SIGINT in the CLI)
@@ -9,43 +9,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
-import random
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from controller.bus import ControllerLink
-from controller.callouts import CalloutService
+import uvicorn
+
+from controller.api.app import create_app
+from controller.backoff import full_jitter
+from controller.callouts import CalloutService, Notifier
 from controller.config import ControllerSettings
+from controller.deployments import review_job
 from controller.errors import StoreError
 from controller.fleet import import_units
+from controller.fleet.jobs import FleetJobs
+from controller.fleet.unit_reports import UnitReports
 from controller.ingest import Handler, Ingest
-from controller.jobs import FleetJobs
+from controller.link import ControllerLink
 from controller.metrics import ControllerMetrics
-from controller.notify import Notifier
 from controller.store.base import Database, is_unavailable
-from controller.unit_reports import UnitReports
 from protocol.messages import utcnow
 
-__all__ = ["ControllerService", "load_app_factory"]
+__all__ = ["ControllerService"]
 
 log = logging.getLogger(__name__)
 
-#: Longest wait between attempts to reach the database at start.
+#: Waits between attempts to reach the database at start: full jitter from
+#: DATABASE_WAIT_FLOOR_S, doubling from 1 s up to DATABASE_WAIT_CAP_S.
+DATABASE_WAIT_FLOOR_S = 0.5
 DATABASE_WAIT_CAP_S = 10.0
-
-
-def load_app_factory() -> Any | None:
-    """`controller.api.app.create_app`, or None when the API is not installed."""
-    try:
-        module = importlib.import_module("controller.api.app")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("controller.api"):
-            return None
-        raise
-    return getattr(module, "create_app", None)
 
 
 class ControllerService:
@@ -102,7 +95,9 @@ class ControllerService:
             except StoreError as exc:
                 if not is_unavailable(exc):
                     raise
-                delay = random.uniform(0.5, min(DATABASE_WAIT_CAP_S, 2.0**attempt))
+                delay = full_jitter(
+                    attempt, base=1.0, cap=DATABASE_WAIT_CAP_S, floor=DATABASE_WAIT_FLOOR_S
+                )
                 attempt += 1
                 log.error("database unavailable at start, retry in %.1f s: %s", delay, exc)
                 with contextlib.suppress(TimeoutError):
@@ -177,8 +172,6 @@ class ControllerService:
     async def _deployment_reviews(self) -> None:
         """Deployments start and end on their dates, reviews are reminded before they fall
         due, and an authorization the broker has not yet taken is published again."""
-        from controller.deployments import review_job
-
         while True:
             try:
                 await review_job(self.db, self.link, utcnow(), policy=self.settings.deployments)
@@ -205,13 +198,7 @@ class ControllerService:
         await serve_retrieval(self.settings, self.db, self.link)
 
     async def _serve_http(self) -> None:
-        factory = load_app_factory()
-        if factory is None:
-            log.warning("controller.api is not installed: no HTTP server")
-            return
-        import uvicorn
-
-        app = factory(self.settings, self.db, self.link, registry=self.metrics)
+        app = create_app(self.settings, self.db, self.link, registry=self.metrics)
         config = uvicorn.Config(
             app,
             host=self.settings.http.host,

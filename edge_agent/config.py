@@ -1,25 +1,40 @@
 """The agent's configuration: `agent.toml` from the enrollment bundle, with environment
 overrides (`CCTV_AGENT_<SECTION>__<KEY>`, e.g. `CCTV_AGENT_CAMERA__URL`).
 
-A bad config fails at start with one message naming the key and the reason. Relative
-paths are relative to the folder of the TOML file.
+One schema for the whole unit. The `[broker]` table is the link's own settings
+(`edge_agent.link.LinkSettings`) and the `[power]` table the power monitor's
+(`edge_agent.power.PowerConfig`): the agent hands those sections to the link and the
+monitor as they are, so every setting of either can be set here.
+
+A bad config fails at start with one message naming the file, the key and the reason.
+Relative paths are relative to the folder of the TOML file.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from edge_agent.errors import AgentError
+from edge_agent.link.settings import LinkSettings
+from edge_agent.power.config import PowerConfig
 from edge_agent.selftest.sntp import parse_server
 from protocol.evidence_upload import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES
-from protocol.topics import DEFAULT_ROOT, validate_unit_id
+from protocol.topics import validate_unit_id
 
 __all__ = ["AgentSettings", "ConfigError", "RuntimeSettings", "load_config"]
 
@@ -32,18 +47,6 @@ class ConfigError(AgentError):
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class BrokerConfig(Section):
-    host: str = Field("127.0.0.1", description="Broker host name or address")
-    port: int = Field(8883, ge=1, le=65535, description="Broker TLS port")
-    topic_root: str = Field(DEFAULT_ROOT, description="Topic root shared by the fleet")
-    ca_file: Path = Field(Path("ca.crt"), description="Fleet CA certificate")
-    cert_file: Path = Field(Path("unit.crt"), description="This unit's client certificate")
-    key_file: Path = Field(Path("unit.key"), description="This unit's TLS private key")
-    keepalive_s: int = Field(60, ge=5, le=3600, description="MQTT keepalive")
-    backoff_base_s: float = Field(1.0, gt=0, description="First reconnect delay (full jitter)")
-    backoff_cap_s: float = Field(60.0, gt=0, description="Longest reconnect delay")
 
 
 class KeysConfig(Section):
@@ -103,19 +106,10 @@ class SelfTestConfig(Section):
         return value
 
 
-class PowerConfig(Section):
-    source: Literal["none", "nut", "sysfs"] = Field("none", description="How power is watched")
-    nut_host: str = Field("127.0.0.1", description="upsd host")
-    nut_port: int = Field(3493, ge=1, le=65535, description="upsd port")
-    nut_ups: str = Field("ups", description="UPS name in upsd")
-    nut_username: str | None = None
-    nut_password: str | None = None
-    sysfs_root: Path = Field(Path("/sys/class/power_supply"), description="Battery sysfs")
-    poll_s: float = Field(5.0, gt=0, description="Poll interval")
-    low_charge_pct: float = Field(20.0, ge=0, le=100, description="Battery low under this")
-
-
 class LinkConfig(Section):
+    """The `[link]` table: what the unit reports how often, and how much it keeps unsent
+    (the connection itself is the `[broker]` table)."""
+
     heartbeat_interval_s: float = Field(30.0, gt=0, description="Heartbeat period")
     power_interval_s: float = Field(300.0, gt=0, description="Periodic power report")
     outbox_max: int = Field(50_000, ge=100, description="Outbox bound (heartbeats go first)")
@@ -171,7 +165,7 @@ class AgentSettings(BaseSettings):
     )
 
     unit_id: str = Field(description="This unit's id (= certificate CN)")
-    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    broker: LinkSettings = Field(default_factory=LinkSettings)
     keys: KeysConfig = Field(default_factory=KeysConfig)
     camera: CameraConfig = Field(default_factory=CameraConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -193,12 +187,15 @@ class AgentSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> AgentSettings:
-        base = self.base_dir
-        sections = (self.broker, self.keys, self.storage, self.selftest, self.power, self.evidence)
-        for section in sections:
-            for name, value in list(section.__dict__.items()):
-                if isinstance(value, Path) and not value.is_absolute():
-                    object.__setattr__(section, name, (base / value).resolve())
+        for name in ("broker", "keys", "storage", "selftest", "power", "evidence"):
+            section: BaseModel = getattr(self, name)
+            relative = {
+                key: (self.base_dir / value).resolve()
+                for key, value in section
+                if isinstance(value, Path) and not value.is_absolute()
+            }
+            if relative:
+                setattr(self, name, section.model_copy(update=relative))
         return self
 
     @classmethod
@@ -210,8 +207,11 @@ class AgentSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment overrides the file (the file arrives as init kwargs).
-        return (env_settings, init_settings)
+        # Highest first: the environment, then keyword arguments, then the file being read.
+        path = _reading.get()
+        if path is None:
+            return (env_settings, init_settings)
+        return (env_settings, init_settings, TomlConfigSettingsSource(settings_cls, path))
 
 
 @dataclass
@@ -239,19 +239,32 @@ def _describe(exc: ValidationError) -> tuple[str, str]:
 
 
 def load_config(path: Path, **overrides: Any) -> AgentSettings:
-    """Read `agent.toml`; raise ConfigError with one readable line on any problem."""
+    """Read `agent.toml` (`overrides` win over it, the environment over both); raise
+    ConfigError with one readable line on any problem."""
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"config file {path} cannot be read: Is a directory")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} does not exist") from exc
+        with _reading_file(path):
+            return AgentSettings(**overrides, base_dir=path.resolve().parent)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
-    data.update(overrides)
-    data["base_dir"] = path.resolve().parent
-    try:
-        return AgentSettings(**data)
     except ValidationError as exc:
         key, msg = _describe(exc)
         raise ConfigError(f"{path}: {key}: {msg}", key=key) from exc
+
+
+#: The file `load_config` is reading, for `AgentSettings.settings_customise_sources`.
+_reading: ContextVar[Path | None] = ContextVar("agent_config_file", default=None)
+
+
+@contextmanager
+def _reading_file(path: Path) -> Iterator[None]:
+    token = _reading.set(path)
+    try:
+        yield
+    finally:
+        _reading.reset(token)

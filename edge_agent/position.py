@@ -16,12 +16,12 @@ import asyncio
 import json
 import logging
 import math
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from edge_agent.backoff import Backoff
 from edge_agent.errors import AgentError
 
 __all__ = [
@@ -129,8 +129,7 @@ class GpsdClient:
         self.port = port
         self._stale = stale_after_s
         self._connect_timeout = connect_timeout_s
-        self._base = backoff_base_s
-        self._cap = max(backoff_cap_s, backoff_base_s)
+        self._backoff = Backoff(backoff_base_s, max(backoff_cap_s, backoff_base_s))
         self.latest: Position | None = None
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -189,6 +188,6 @@ class GpsdClient:
             if self.latest is not None:
                 self.latest = None
                 yield None
-            delay = random.uniform(0, min(self._cap, self._base * 2**attempt))
-            attempt = min(attempt + 1, 16)
+            delay = self._backoff.delay(attempt)
+            attempt += 1
             await asyncio.sleep(delay)

@@ -12,11 +12,10 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from edge_agent.config import PowerConfig, RuntimeSettings
+from edge_agent.config import RuntimeSettings
 from edge_agent.health import Faults
 from edge_agent.link import MessageClass
-from edge_agent.power import NutConfig, PowerEvent, PowerMonitor
-from edge_agent.power import PowerConfig as MonitorConfig
+from edge_agent.power import PowerConfig, PowerEvent, PowerMonitor
 from edge_agent.telemetry import MessageBuilder, Telemetry
 
 __all__ = ["PowerReports"]
@@ -46,23 +45,7 @@ class PowerReports:
         self._publish = publish
         self._spawn = spawn
         self._on_change = on_change
-        self.monitor = PowerMonitor.from_config(
-            MonitorConfig(
-                source=config.source,
-                nut=NutConfig(
-                    host=config.nut_host,
-                    port=config.nut_port,
-                    ups=config.nut_ups,
-                    username=config.nut_username,
-                    password=config.nut_password,
-                ),
-                sysfs_root=config.sysfs_root,
-                poll_interval_s=config.poll_s,
-                low_charge_pct=config.low_charge_pct,
-            ),
-            on_event=self._power_event,
-            unit_id=unit_id,
-        )
+        self.monitor = PowerMonitor.from_config(config, on_event=self._power_event, unit_id=unit_id)
 
     async def run(self) -> None:
         while True:

@@ -19,7 +19,7 @@ from typing import Any
 
 from edge_agent.capture.base import CaptureSource, SourceState
 from edge_agent.config import StorageConfig
-from edge_agent.gate import Gate
+from edge_agent.gate.gate import Gate
 from edge_agent.health import Faults
 from edge_agent.power import PowerMonitor
 from edge_agent.recorder.index import IndexEntry, SegmentIndex
@@ -35,8 +35,9 @@ from edge_agent.telemetry import Publish, Telemetry
 from protocol.evidence_keys import EvidencePublicKey
 from protocol.faults import FaultCode
 from protocol.messages import RecordingStarted, RecordingStopped, SegmentSummary
-from protocol.segment_format import SegmentSummaryInfo, inspect_segment
-from protocol.segment_manifest import ChainEntry, Checkpoint
+from protocol.segment.format import SegmentSummaryInfo
+from protocol.segment.manifest import ChainEntry, Checkpoint
+from protocol.segment.reader import inspect_segment
 
 __all__ = ["MAX_REPORTED_ENTRIES", "ChainReports", "RecordingControl"]
 

@@ -11,8 +11,9 @@ allows, the retained offline state published, and the process exits 0.
 
 `Agent` builds the parts, runs their tasks, publishes and sends the heartbeats; the parts
 that react live beside it: `recording_control` (when the recorder runs), `health` (faults
-and self-tests), `gate_reports`, `power_reports`, `command_actions` (what each verified
-command does) and `keys` (the enrollment bundle's keys).
+and self-tests), `gate` (the authorization gate and its reports), `power_reports`,
+`commands` (verifying each command, and what it does) and `keys` (the enrollment
+bundle's keys).
 """
 
 from __future__ import annotations
@@ -30,15 +31,13 @@ from typing import Any
 
 from edge_agent import __version__
 from edge_agent.capture.sources import open_source
-from edge_agent.command_actions import CommandActions
-from edge_agent.commands import CommandProcessor
+from edge_agent.commands import CommandActions, CommandProcessor
 from edge_agent.config import AgentSettings, RuntimeSettings
 from edge_agent.errors import AgentError
-from edge_agent.gate import Gate
-from edge_agent.gate_reports import GateReports
+from edge_agent.gate import Gate, GateReports
 from edge_agent.health import Faults, SelfTests
 from edge_agent.keys import load_keys
-from edge_agent.link import LinkSettings, MessageClass, Outbox, UnitLink
+from edge_agent.link import MessageClass, Outbox, UnitLink
 from edge_agent.metrics import AgentMetrics
 from edge_agent.position import GpsdClient, Position
 from edge_agent.power import PowerMonitor
@@ -84,22 +83,8 @@ class Agent:
         self.outbox = Outbox.open(
             data / "outbox.sqlite", topics=self.topics, max_rows=cfg.link.outbox_max
         )
-        b = cfg.broker
         self.link = UnitLink(
-            LinkSettings(
-                unit_id=cfg.unit_id,
-                host=b.host,
-                port=b.port,
-                topic_root=b.topic_root,
-                ca_file=b.ca_file,
-                cert_file=b.cert_file,
-                key_file=b.key_file,
-                agent_version=__version__,
-                keepalive_s=b.keepalive_s,
-                backoff_base_s=b.backoff_base_s,
-                backoff_cap_s=b.backoff_cap_s,
-            ),
-            self.outbox,
+            cfg.broker, self.outbox, unit_id=cfg.unit_id, agent_version=__version__
         )
         self.telemetry = Telemetry(cfg.unit_id, lambda: self.link.boot_id)
         self.index = SegmentIndex(

@@ -23,7 +23,7 @@ from protocol.messages import (
     StorageStatus,
     utcnow,
 )
-from protocol.segment_manifest import ChainEntry, Checkpoint
+from protocol.segment.manifest import ChainEntry, Checkpoint
 
 if TYPE_CHECKING:
     from edge_agent.selftest.runner import SelfTestReport

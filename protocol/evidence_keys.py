@@ -15,6 +15,7 @@ File forms:
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -103,9 +104,7 @@ class EvidencePublicKey:
         return self.suite.hpke_suite().encrypt(secret, self.hpke_key(), info=info)
 
     def fingerprint(self) -> str:
-        from hashlib import sha256
-
-        return sha256(self.suite.value.encode() + b"\0" + self.raw).hexdigest()[:16]
+        return hashlib.sha256(self.suite.value.encode() + b"\0" + self.raw).hexdigest()[:16]
 
     def to_json(self) -> bytes:
         doc = {"format": _PUBLIC_FORMAT, "suite": self.suite.value, "key": _b64(self.raw)}

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from protocol.envelope import Envelope, Ident, Model, Percent, Text, Utc
 from protocol.faults import FaultCode
-from protocol.segment_manifest import ChainEntry, Checkpoint
+from protocol.segment.manifest import ChainEntry, Checkpoint
 from protocol.topics import Channel
 
 __all__ = [
@@ -196,7 +196,7 @@ class RecordingIndex(Envelope):
     controller's evidence view), the entries its index chain gained since its previous
     report (segments added, deletions) and its signed checkpoint of the chain's head after
     them. The controller keeps its own copy of the chain and checks each report continues
-    it (see `protocol.segment_manifest` for what the chain and the signature cover)."""
+    it (see `protocol.segment.manifest` for what the chain and the signature cover)."""
 
     channel: ClassVar[Channel] = Channel.INDEX
     kind: Literal["recording_index"] = "recording_index"

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from controller import audit
 from controller.api.auth import (
     Accounts,
+    Permission,
     Role,
     User,
     allow,
     csrf_token,
+    current_user,
     login,
     login_csrf,
     logout,
 )
 from controller.api.login_guard import json_login
-from controller.store.audit import AuditEntry
 
 __all__ = ["router"]
 
@@ -107,7 +106,7 @@ async def post_login(credentials: Credentials, request: Request, response: Respo
 
 @router.post("/logout", status_code=204, summary="Sign out (ends the browser session)")
 async def post_logout(
-    request: Request, response: Response, _user: Annotated[User, Depends(allow("POST /api/logout"))]
+    request: Request, response: Response, _user: Annotated[User, Depends(current_user)]
 ) -> Response:
     await logout(request, response)
     response.status_code = 204
@@ -115,9 +114,7 @@ async def post_logout(
 
 
 @router.get("/me", response_model=SessionInfo, summary="Who is signed in")
-async def get_me(
-    request: Request, user: Annotated[User, Depends(allow("GET /api/me"))]
-) -> SessionInfo:
+async def get_me(request: Request, user: Annotated[User, Depends(current_user)]) -> SessionInfo:
     return SessionInfo(
         username=user.username,
         role=user.role,
@@ -128,7 +125,7 @@ async def get_me(
 
 @router.get("/users", response_model=list[UserOut], summary="Every user (managers only)")
 async def get_users(
-    request: Request, _user: Annotated[User, Depends(allow("GET /api/users"))]
+    request: Request, _user: Annotated[User, Depends(allow(Permission.VIEW_USERS))]
 ) -> list[UserOut]:
     accounts: Accounts = request.app.state.accounts
     return [
@@ -147,43 +144,39 @@ async def get_users(
 @router.get("/audit", response_model=AuditPage, summary="The audit log, newest first")
 async def get_audit(
     request: Request,
-    _user: Annotated[User, Depends(allow("GET /api/audit"))],
+    _user: Annotated[User, Depends(allow(Permission.VIEW_AUDIT))],
     before: Annotated[int | None, Query(ge=1, description="Only rows older than this seq")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     actor: Annotated[str | None, Query(max_length=200)] = None,
     action: Annotated[str | None, Query(max_length=100)] = None,
     subject: Annotated[str | None, Query(max_length=300)] = None,
 ) -> AuditPage:
-    query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
-    if before is not None:
-        query = query.where(AuditEntry.seq < before)
-    if actor is not None:
-        query = query.where(AuditEntry.actor == actor)
-    if action is not None:
-        query = query.where(AuditEntry.action == action)
-    if subject is not None:
-        query = query.where(AuditEntry.subject == subject)
-    async with request.app.state.db.session() as session:
-        rows = list((await session.execute(query)).scalars())
-    entries = [
+    found = await audit.entries(
+        request.app.state.db,
+        limit=limit,
+        before=before,
+        actor=actor,
+        action=action,
+        subject=subject,
+    )
+    rows = [
         AuditRow(
-            seq=row.seq,
-            at=row.at,
-            actor=row.actor,
-            action=row.action,
-            subject=row.subject,
-            details=_details(row.details_json),
-            row_hash=row.row_hash,
+            seq=r.seq,
+            at=r.at,
+            actor=r.actor,
+            action=r.action,
+            subject=r.subject,
+            details=r.details,
+            row_hash=r.row_hash,
         )
-        for row in rows
+        for r in found.records
     ]
-    next_before = rows[-1].seq if len(rows) == limit and rows[-1].seq > 1 else None
-    return AuditPage(entries=entries, next_before=next_before)
+    return AuditPage(entries=rows, next_before=found.older)
 
 
 @router.get("/audit/verify", response_model=AuditCheck, summary="Check the audit hash chain")
 async def get_audit_verify(
-    request: Request, _user: Annotated[User, Depends(allow("GET /api/audit/verify"))]
+    request: Request, _user: Annotated[User, Depends(allow(Permission.VIEW_AUDIT))]
 ) -> AuditCheck:
     result = await audit.verify(request.app.state.db)
     return AuditCheck(
@@ -195,11 +188,3 @@ async def get_audit_verify(
         reason=result.reason,
         summary=str(result),
     )
-
-
-def _details(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {"unreadable": text[:200]}
-    return value if isinstance(value, dict) else {"value": value}

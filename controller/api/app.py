@@ -4,10 +4,9 @@
     uvicorn.Server(uvicorn.Config(app, proxy_headers=False, ...))
 
 Every error leaves as `{"detail": "<a sentence>"}` with a fitting status; an unexpected
-exception is logged and answered with a 500 sentence, never a traceback. Optional
-routers are included when their module exists: `controller.api.deployment_routes`,
-`controller.pages.routes` (the HTML pages, which render their own errors) and
-`controller.pages.api_docs` (the API reference page at /api/docs).
+exception is logged and answered with a 500 sentence, never a traceback. Besides the
+JSON routes, the app serves the HTML pages (`controller.pages.routes`, which render
+their own errors) and the API reference page at /api/docs (`controller.pages.api_docs`).
 
 At the edge: the client address comes from forwarded headers only when the peer is one
 of `http.trusted_proxies` (`controller.api.proxies`; uvicorn's own proxy handling must
@@ -19,48 +18,38 @@ page (/api/docs) are for signed-in users only and load nothing from other sites.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-from types import ModuleType
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from controller.api import account_routes, callout_routes, fleet_routes
-from controller.api.accounts import Accounts, AuthSettings
-from controller.api.auth import User, allow
+from controller.accounts import Accounts, AuthSettings
+from controller.api import (
+    account_routes,
+    callout_routes,
+    case_routes,
+    deployment_routes,
+    fleet_routes,
+    release_routes,
+)
+from controller.api.auth import User, current_user
 from controller.api.control_characters import refuse_control_characters
 from controller.api.proxies import ForwardedClient
 from controller.config import ControllerSettings
-from controller.errors import (
-    CalloutError,
-    ControllerError,
-    LinkError,
-    TransitionRefused,
-    UnknownCallout,
-    UnknownUnitError,
-)
+from controller.errors import INTERNAL_ERROR, ControllerError, LinkError, sentence
 from controller.metrics import ControllerMetrics
-from controller.store.base import Database, is_unavailable
+from controller.pages import api_docs, render
+from controller.pages import routes as page_routes
+from controller.store.base import DATABASE_ERRORS, Database, is_unavailable
 
-__all__ = ["OPTIONAL_ROUTERS", "create_app"]
+__all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
-#: Modules whose `router` is included when they exist (built separately).
-OPTIONAL_ROUTERS = (
-    "controller.api.deployment_routes",
-    "controller.api.case_routes",
-    "controller.api.release_routes",
-    "controller.pages.routes",
-    "controller.pages.api_docs",
-)
 HEALTH_TIMEOUT_S = 2.0
 
 _PHRASES = {
@@ -100,20 +89,18 @@ def create_app(
     app.include_router(account_routes.router)
     app.include_router(fleet_routes.router)
     app.include_router(callout_routes.router)
-    for name in OPTIONAL_ROUTERS:
-        module = _optional(name)
-        if module is not None:
-            app.include_router(module.router)
-            install = getattr(module, "install", None)
-            if install is not None:  # the module's own error statuses
-                install(app)
+    app.include_router(deployment_routes.router)
+    app.include_router(case_routes.router)
+    app.include_router(release_routes.router)
+    app.include_router(page_routes.router)
+    app.include_router(api_docs.router)
 
     @app.get("/healthz", tags=["service"], summary="Liveness and database reachability")
     async def healthz() -> JSONResponse:
         database = "ok"
         try:
-            async with asyncio.timeout(HEALTH_TIMEOUT_S), db.session() as session:
-                await session.execute(text("SELECT 1"))
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                await db.ping()
         except Exception as exc:  # any failure means "not healthy", reported not raised
             log.warning("health check: database unreachable: %s", type(exc).__name__)
             database = "unreachable"
@@ -128,7 +115,7 @@ def create_app(
 
     @app.get("/api/openapi.json", include_in_schema=False)
     async def openapi_document(
-        _user: Annotated[User, Depends(allow("GET /api/openapi.json"))],
+        _user: Annotated[User, Depends(current_user)],
     ) -> JSONResponse:
         """The OpenAPI document, for signed-in users and API tokens (a client generator
         or a script has a token; an anonymous scanner gets no map of the API)."""
@@ -144,24 +131,6 @@ def create_app(
         return Response(body, media_type=content_type)
 
     return app
-
-
-def _optional(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and name.startswith(exc.name):
-            return None  # not built (yet): the app runs without it
-        raise
-
-
-def sentence(message: str) -> str:
-    """`"no unit 'x' in the inventory"` -> `"No unit 'x' in the inventory."`"""
-    message = message.strip()
-    if not message:
-        return "The request failed."
-    message = message[0].upper() + message[1:]
-    return message if message[-1] in ".?!" else message + "."
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -188,17 +157,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     async def controller_error(request: Request, exc: Exception) -> Response:
-        status = 400
-        if isinstance(exc, UnknownUnitError | UnknownCallout):
-            status = 404
-        elif isinstance(exc, TransitionRefused):
-            status = 409
-        elif isinstance(exc, LinkError):
-            status = 503
-        elif isinstance(exc, CalloutError):
-            status = 409
-        log.info("request refused path=%s status=%s error=%s", request.url.path, status, exc)
-        return JSONResponse({"detail": sentence(str(exc))}, status_code=status)
+        assert isinstance(exc, ControllerError)
+        if exc.status >= 500 and not isinstance(exc, LinkError):
+            log.error(
+                "request failed path=%s status=%s", request.url.path, exc.status, exc_info=exc
+            )
+        else:
+            log.info(
+                "request refused path=%s status=%s error=%s", request.url.path, exc.status, exc
+            )
+        return JSONResponse({"detail": sentence(exc)}, status_code=exc.status)
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         if is_unavailable(exc):  # the database is down or restarting: say so, not "a bug"
@@ -207,9 +175,8 @@ def _install_error_handlers(app: FastAPI) -> None:
                 "The database is unavailable just now; the controller keeps trying and "
                 "nothing the units send is lost. Try again in a minute."
             )
-            render = _optional("controller.pages.render")
             html = "text/html" in request.headers.get("accept", "")
-            if render is not None and html and not request.url.path.startswith("/api/"):
+            if html and not request.url.path.startswith("/api/"):
                 response: Response = render.refusal(request, 503, message)
             else:
                 response = JSONResponse({"detail": message}, status_code=503)
@@ -218,11 +185,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.error(
             "unhandled error path=%s method=%s", request.url.path, request.method, exc_info=exc
         )
-        return JSONResponse(
-            {"detail": "The controller hit an internal error; it has been logged. Try again, "
-             "and tell the administrator if it persists."},
-            status_code=500,
-        )  # fmt: skip
+        return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500)
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -231,4 +194,5 @@ def _install_error_handlers(app: FastAPI) -> None:
     # Database errors get the same handler, registered by class so that Starlette answers
     # without re-raising (the catch-all above also logs a traceback per request).
     app.add_exception_handler(OSError, unexpected)
-    app.add_exception_handler(DBAPIError, unexpected)
+    for error in DATABASE_ERRORS:
+        app.add_exception_handler(error, unexpected)

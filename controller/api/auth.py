@@ -12,30 +12,30 @@ Two ways in:
 
 Failed logins are limited without handing out a lockout: a browser the user has signed in
 on before carries a signed device cookie and is limited only by its own failures; any
-other is limited per username and per client address (`controller.api.logins`). Every
+other is limited per username and per client address (`controller.accounts.logins`). Every
 attempt is recorded, and logins, logouts and failures are written to the audit log. The
 client address is the peer's, or what a configured proxy forwarded
 (`controller.api.proxies`).
 
-Pages and routes use: `current_user`, `require_role(*roles)`, `contractor_scope(user)`,
-`csrf_token(request)`, `verify_csrf`, `login(...)`, `logout(...)`. The exceptions are
-`HTTPException`s whose `detail` is a sentence for the user.
+Pages and routes use: `current_user` (any signed-in user), `allow(permission)` (a user
+whose role has the permission in `controller.accounts.permissions`, the one table of who
+may do what), `contractor_scope(user)`, `csrf_token(request)`, `verify_csrf`, `login(...)`,
+`logout(...)`. The exceptions are `HTTPException`s whose `detail` is a sentence for the
+user.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Request, Response
+from fastapi.dependencies.models import Dependant
 from pydantic import BaseModel, ConfigDict
 
-from controller.api import device_cookies
-from controller.api.account_types import normalise_username
-from controller.api.accounts import (
+from controller.accounts import (
     Accounts,
     AuthSettings,
     LoginRefused,
@@ -43,13 +43,15 @@ from controller.api.accounts import (
     LoginThrottled,
     Role,
     SignedIn,
+    device_cookies,
 )
+from controller.accounts.model import normalise_username
+from controller.accounts.permissions import Permission, roles_for
 
 __all__ = [
     "CSRF_FIELD",
     "CSRF_HEADER",
     "PUBLIC_ENDPOINTS",
-    "ROLE_MATRIX",
     "Accounts",
     "AuthSettings",
     "CsrfFailed",
@@ -57,6 +59,7 @@ __all__ = [
     "LoginFailed",
     "LoginResult",
     "NotAuthenticated",
+    "Permission",
     "Role",
     "RoleGuard",
     "RoleRefused",
@@ -68,10 +71,10 @@ __all__ = [
     "cookie_secure",
     "csrf_token",
     "current_user",
+    "guard_roles",
     "login",
     "login_csrf",
     "logout",
-    "require_role",
     "verify_csrf",
 ]
 
@@ -209,7 +212,7 @@ async def current_user(request: Request) -> User:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthenticated("The Authorization header must be 'Bearer <token>'.")
-        found = await accounts.user_for_token(token.strip())
+        found = await accounts.logins.user_for_token(token.strip())
         if found is None:
             raise NotAuthenticated("The API token is unknown, revoked or expired.")
         user = _user(found)
@@ -218,7 +221,7 @@ async def current_user(request: Request) -> User:
     session_id = request.cookies.get(accounts.settings.cookie_name)
     if not session_id or not session_id.isascii():
         raise NotAuthenticated()
-    signed_in = await accounts.user_for_session(session_id)
+    signed_in = await accounts.logins.user_for_session(session_id)
     if signed_in is None:
         raise NotAuthenticated("Your session has ended; sign in again.")
     await verify_csrf(request)
@@ -235,11 +238,13 @@ CurrentUser = Annotated[User, Depends(current_user)]
 
 
 class RoleGuard:
-    """The dependency made by `require_role`; `allowed` says who passes (the API reference
-    page reads it)."""
+    """The dependency made by `allow`: the signed-in user, if their role has `permission`;
+    anyone else is refused with 403 and a sentence naming the roles that have it.
+    `allowed` says who passes (the API reference page and the tests read it)."""
 
-    def __init__(self, allowed: tuple[Role, ...]) -> None:
-        self.allowed = allowed
+    def __init__(self, permission: Permission) -> None:
+        self.permission = permission
+        self.allowed = roles_for(permission)
 
     async def __call__(self, user: CurrentUser) -> User:
         if user.role not in self.allowed:
@@ -247,13 +252,10 @@ class RoleGuard:
         return user
 
 
-def require_role(*roles: Role | str) -> Callable[[User], Awaitable[User]]:
-    """A dependency (use as `Depends(require_role(...))`) that yields the signed-in user if
-    their role is one of `roles`, and refuses anyone else with 403 and a sentence naming
-    the roles allowed."""
-    if not roles:
-        raise ValueError("require_role needs at least one role")
-    return RoleGuard(tuple(Role(r) for r in roles))
+def allow(permission: Permission) -> RoleGuard:
+    """A dependency (`Depends(allow(Permission.VIEW_AUDIT))`) that yields the signed-in user
+    if their role has `permission`, and refuses anyone else (403)."""
+    return RoleGuard(Permission(permission))
 
 
 def contractor_scope(user: User) -> str | None:
@@ -297,7 +299,7 @@ async def login(
     accounts = accounts_of(request)
     device = request.cookies.get(device_cookies.cookie_name(normalise_username(username)))
     try:
-        result = await accounts.login(
+        result = await accounts.logins.login(
             username, password, client=_client(request), device_cookie=device
         )
     except LoginRefused as exc:
@@ -332,45 +334,28 @@ async def logout(request: Request, response: Response) -> bool:
     response.delete_cookie(accounts.settings.cookie_name, path="/", httponly=True, samesite="lax")
     if not session_id or not session_id.isascii():
         return False
-    return await accounts.logout(session_id, client=_client(request))
+    return await accounts.logins.logout(session_id, client=_client(request))
 
 
-# ----------------------------------------------------------------------- role matrix
+# ------------------------------------------------------------------ who may call what
 
-_M, _O, _D, _C, _A = (
-    Role.MANAGER,
-    Role.OPERATOR,
-    Role.DATA_CONTROLLER,
-    Role.CONTRACTOR,
-    Role.AUDITOR,
-)
-_EVERYONE = frozenset(Role)
-
-#: Who may call each JSON endpoint ("METHOD path" -> roles allowed). Routes take their
-#: guard from here (`allow(endpoint)`), and the tests walk it role by role. A contractor
-#: allowed here is still limited to the units on their contract (`contractor_scope`).
-ROLE_MATRIX: dict[str, frozenset[Role]] = {
-    "GET /api/me": _EVERYONE,
-    "GET /api/openapi.json": _EVERYONE,
-    "POST /api/logout": _EVERYONE,
-    "GET /api/units": frozenset({_M, _O, _D, _C, _A}),
-    "GET /api/units/{unit_id}": frozenset({_M, _O, _D, _C}),
-    "GET /api/units/{unit_id}/footage": frozenset({_M, _D}),
-    "POST /api/units/{unit_id}/selftest": frozenset({_M, _O, _C}),
-    "GET /api/callouts": frozenset({_M, _O, _C, _A}),
-    "GET /api/callouts/{callout_id}": frozenset({_M, _O, _C, _A}),
-    **{
-        f"POST /api/callouts/{{callout_id}}/{step}": frozenset({_M, _O, _C})
-        for step in ("acknowledge", "attend", "resolve", "verify", "close")
-    },
-    "GET /api/audit": frozenset({_M, _A}),
-    "GET /api/audit/verify": frozenset({_M, _A}),
-    "GET /api/users": frozenset({_M}),
-}
 #: Endpoints open without signing in.
 PUBLIC_ENDPOINTS = frozenset({"POST /api/login", "GET /healthz", "GET /metrics"})
 
 
-def allow(endpoint: str) -> Callable[[User], Awaitable[User]]:
-    """The `require_role` guard of an endpoint of `ROLE_MATRIX` (KeyError if unlisted)."""
-    return require_role(*(r for r in Role if r in ROLE_MATRIX[endpoint]))
+def guard_roles(dependant: Dependant) -> tuple[Role, ...] | None:
+    """Who may call a route, read from its dependencies: the roles every `RoleGuard` among
+    them lets through, every role when it asks only for `current_user`, None when it asks
+    for no signed-in user at all."""
+    guards: list[RoleGuard] = []
+    signed_in = False
+    pending = list(dependant.dependencies)
+    while pending:
+        sub = pending.pop()
+        if isinstance(sub.call, RoleGuard):
+            guards.append(sub.call)
+        signed_in = signed_in or sub.call is current_user
+        pending.extend(sub.dependencies)
+    if guards:
+        return tuple(r for r in Role if all(r in g.allowed for g in guards))
+    return tuple(Role) if signed_in else None

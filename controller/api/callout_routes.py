@@ -14,7 +14,7 @@ from typing import Annotated, Literal, get_args
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.api.auth import User, allow, contractor_scope
+from controller.api.auth import Permission, User, allow, contractor_scope
 from controller.callouts import STATES, CalloutService, CalloutView
 from controller.errors import UnknownCallout
 
@@ -57,7 +57,7 @@ def _visible(callout: CalloutView, user: User) -> bool:
 @router.get("/callouts", response_model=list[CalloutView], summary="Callouts, newest first")
 async def get_callouts(
     request: Request,
-    user: Annotated[User, Depends(allow("GET /api/callouts"))],
+    user: Annotated[User, Depends(allow(Permission.VIEW_CALLOUTS))],
     status: Annotated[
         StatusFilter | None,
         Query(description="'open' (any state but closed), or one state"),
@@ -95,7 +95,7 @@ async def get_callouts(
 async def get_callout(
     callout_id: int,
     request: Request,
-    user: Annotated[User, Depends(allow("GET /api/callouts/{callout_id}"))],
+    user: Annotated[User, Depends(allow(Permission.VIEW_CALLOUTS))],
 ) -> CalloutView:
     async with request.app.state.db.session() as session:
         callout = await _service(request).get(session, callout_id)
@@ -105,12 +105,10 @@ async def get_callout(
 
 
 def _step_route(step: str, to: str) -> None:
-    endpoint = f"POST /api/callouts/{{callout_id}}/{step}"
-
     async def move(
         callout_id: int,
         request: Request,
-        user: Annotated[User, Depends(allow(endpoint))],
+        user: Annotated[User, Depends(allow(Permission.WORK_CALLOUTS))],
         body: Annotated[StepRequest | None, Body()] = None,
     ) -> CalloutView:
         service = _service(request)
@@ -118,7 +116,7 @@ def _step_route(step: str, to: str) -> None:
             current = await service.get(session, callout_id)
             if not _visible(current, user):
                 raise UnknownCallout(callout_id)
-            await service.transition(
+            await service.lifecycle.transition(
                 session, callout_id, to, actor=user.username, note=body.note if body else ""
             )
             await session.commit()

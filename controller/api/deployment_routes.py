@@ -4,7 +4,8 @@ Who may do what (a contractor reaches none of these: 403, they never see PIA con
 reading is for manager, operator, data_controller and auditor; requests, edits, submit,
 decision not to deploy, end and evaluation for operator and manager; approve, reject,
 revoke, renew and retiring a location for a manager (approve/reject: not the one who
-raised or submitted the request). `install(app)` maps the workflow's errors to statuses.
+raised or submitted the request), as `controller.accounts.permissions` says. The workflow's
+errors answer with their own `status` (`controller.api.app`).
 """
 
 from __future__ import annotations
@@ -12,20 +13,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, Query, Request
 
-from controller.api.auth import User, require_role
+from controller.api.auth import Permission, User, allow
+from controller.deployments import listing
 from controller.deployments import locations as loc
-from controller.deployments.errors import (
-    DeploymentError,
-    DeploymentRefused,
-    InvalidDeployment,
-    LocationInUse,
-    NotPermitted,
-    UnknownDeployment,
-    UnknownLocation,
-)
 from controller.deployments.models import (
     ApproveRequest,
     DeploymentPolicy,
@@ -38,17 +30,14 @@ from controller.deployments.models import (
 )
 from controller.deployments.views import deployment_summary, deployment_view, location_view
 from controller.deployments.workflow import DeploymentWorkflow
-from controller.store.deployments import list_deployments
 
-__all__ = ["READERS", "install", "router", "workflow_for"]
+__all__ = ["router", "workflow_for"]
 
 router = APIRouter(prefix="/api", tags=["deployments"])
 
-READERS = ("manager", "operator", "data_controller", "auditor")
-REQUESTERS = ("manager", "operator")
-Reader = Annotated[User, Depends(require_role(*READERS))]
-Requester = Annotated[User, Depends(require_role(*REQUESTERS))]
-Manager = Annotated[User, Depends(require_role("manager"))]
+Reader = Annotated[User, Depends(allow(Permission.VIEW_DEPLOYMENTS))]
+Requester = Annotated[User, Depends(allow(Permission.REQUEST_DEPLOYMENTS))]
+Manager = Annotated[User, Depends(allow(Permission.DECIDE_DEPLOYMENTS))]
 
 
 def workflow_for(request: Request) -> DeploymentWorkflow:
@@ -110,7 +99,7 @@ async def list_all(
     location_id: int | None = None,
 ) -> list[dict[str, Any]]:
     async with flow.db.session() as session:
-        rows = await list_deployments(
+        rows = await listing.find_deployments(
             session, statuses=status, unit_id=unit_id, location_id=location_id
         )
     return [deployment_summary(r) for r in rows]
@@ -119,20 +108,16 @@ async def list_all(
 @router.get("/deployments/queue", summary="Submitted requests awaiting a decision")
 async def queue(user: Reader, flow: Flow) -> list[dict[str, Any]]:
     async with flow.db.session() as session:
-        rows = await list_deployments(session, statuses=["submitted"])
-    return [
-        deployment_summary(r) for r in sorted(rows, key=lambda r: r.submitted_at or r.created_at)
-    ]
+        rows = await listing.awaiting_decision(session)
+    return [deployment_summary(r) for r in rows]
 
 
 @router.get("/deployments/reviews", summary="Live deployments by review date (due first)")
 async def reviews(user: Reader, flow: Flow, within_days: int = 30) -> list[dict[str, Any]]:
     horizon = flow.clock() + timedelta(days=max(0, within_days))
     async with flow.db.session() as session:
-        rows = await list_deployments(
-            session, statuses=["active", "review_due", "approved"], review_before=horizon
-        )
-    return [deployment_summary(r) for r in sorted(rows, key=lambda r: r.review_due)]
+        rows = await listing.reviews_due_by(session, horizon)
+    return [deployment_summary(r) for r in rows]
 
 
 @router.post("/deployments", status_code=201, summary="Raise a deployment request (draft)")
@@ -214,31 +199,3 @@ async def evaluation(
     deployment_id: str, user: Requester, flow: Flow, body: EvaluationRequest
 ) -> dict[str, Any]:
     return deployment_view(await flow.attach_evaluation(user, deployment_id, body))
-
-
-# ------------------------------------------------------------------------- errors
-
-_STATUS: tuple[tuple[type[DeploymentError], int], ...] = (
-    (UnknownDeployment, 404),
-    (UnknownLocation, 404),
-    (NotPermitted, 403),
-    (LocationInUse, 409),
-    (DeploymentRefused, 409),
-    (InvalidDeployment, 422),
-)
-
-
-def _sentence(message: str) -> str:
-    message = message.strip()
-    message = message[:1].upper() + message[1:]
-    return message if message.endswith((".", "?", "!")) else message + "."
-
-
-async def _deployment_error(request: Request, exc: Exception) -> Response:
-    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
-    return JSONResponse({"detail": _sentence(str(exc))}, status_code=status)
-
-
-def install(app: FastAPI) -> None:
-    """Called by `create_app`: the workflow's errors leave as sentences with a status."""
-    app.add_exception_handler(DeploymentError, _deployment_error)

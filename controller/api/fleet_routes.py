@@ -3,7 +3,7 @@
 A contractor sees only the units on their contract (any other unit reads as unknown),
 and of those only maintenance data: health, faults, callouts, power and self-tests;
 never footage, snapshots, deployment or PIA content. Who may call what is
-`controller.api.auth.ROLE_MATRIX`.
+`controller.accounts.permissions`.
 """
 
 from __future__ import annotations
@@ -13,26 +13,27 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from controller import audit, commands
-from controller.api.auth import User, allow, contractor_scope
+from controller import audit
+from controller.api.auth import Permission, User, allow, contractor_scope
 from controller.callouts import CalloutService, CalloutView
-from controller.command_log import (
+from controller.errors import NotOnContract, UnknownUnitError
+from controller.fleet import FleetOverview, UnitSummary, fleet_overview, unit_detail
+from controller.fleet.command_log import (
     MAINTENANCE_ACTIONS,
     AckView,
     CommandView,
     recent_commands,
     unmatched_acks,
 )
-from controller.errors import LinkError, UnknownUnitError
-from controller.fleet import FleetOverview, UnitSummary, fleet_overview, unit_detail
-from controller.index_views import IndexSummary, SegmentView, index_summary, segments
-from controller.store.base import utcnow
-from controller.store.fleet import PowerReading, SelfTestRecord, Unit
+from controller.fleet.commands import request_selftest
+from controller.fleet.history import latest_power, latest_selftests
+from controller.fleet.index_views import IndexSummary, SegmentView, index_summary, segments
+from controller.fleet.units import unit_in_scope
+from controller.store.base import Session, utcnow
+from controller.store.fleet import Unit
 
-__all__ = ["CONTRACTOR_STATUS_FIELDS", "router", "unit_in_scope"]
+__all__ = ["CONTRACTOR_STATUS_FIELDS", "router"]
 
 router = APIRouter(prefix="/api", tags=["fleet"])
 
@@ -107,19 +108,18 @@ class FootageIndex(_Model):
     detail: str
 
 
-async def unit_in_scope(session: AsyncSession, unit_id: str, user: User) -> Unit:
-    """The unit, if it exists and `user` may see it; else UnknownUnitError (404), so a
-    contractor cannot even learn that another contractor's unit exists."""
-    unit = await session.get(Unit, unit_id)
-    scope = contractor_scope(user)
-    if unit is None or (scope is not None and unit.contractor != scope):
-        raise UnknownUnitError(unit_id)
-    return unit
+async def _visible_unit(session: Session, unit_id: str, user: User) -> Unit:
+    """The unit, if it exists and `user` may see it; else UnknownUnitError (404): in the
+    API a contractor cannot even learn that another contractor's unit exists."""
+    try:
+        return await unit_in_scope(session, unit_id, contractor_scope(user))
+    except NotOnContract as exc:
+        raise UnknownUnitError(unit_id) from exc
 
 
 @router.get("/units", response_model=FleetOverview, summary="Fleet overview with roll-ups")
 async def get_units(
-    request: Request, user: Annotated[User, Depends(allow("GET /api/units"))]
+    request: Request, user: Annotated[User, Depends(allow(Permission.VIEW_FLEET))]
 ) -> FleetOverview:
     scope = contractor_scope(user)
     async with request.app.state.db.session() as session:
@@ -135,14 +135,14 @@ async def get_units(
 async def get_unit(
     unit_id: str,
     request: Request,
-    user: Annotated[User, Depends(allow("GET /api/units/{unit_id}"))],
+    user: Annotated[User, Depends(allow(Permission.VIEW_FLEET))],
     history: Annotated[
         int, Query(ge=1, le=500, description="Self-test, power and callout rows at most")
     ] = HISTORY_DEFAULT,
 ) -> UnitView:
     scope = contractor_scope(user)
     async with request.app.state.db.session() as session:
-        unit = await unit_in_scope(session, unit_id, user)
+        unit = await _visible_unit(session, unit_id, user)
         detail = await unit_detail(session, unit_id)
         sent = await recent_commands(
             session,
@@ -160,22 +160,8 @@ async def get_unit(
         callouts = await CalloutService(request.app.state.settings).list(
             session, unit_id=unit_id, contractor=scope, limit=history
         )
-        selftests = (
-            await session.execute(
-                select(SelfTestRecord)
-                .where(SelfTestRecord.unit_id == unit_id)
-                .order_by(SelfTestRecord.finished_at.desc())
-                .limit(history)
-            )
-        ).scalars()
-        power = (
-            await session.execute(
-                select(PowerReading)
-                .where(PowerReading.unit_id == unit_id)
-                .order_by(PowerReading.at.desc(), PowerReading.id.desc())
-                .limit(history)
-            )
-        ).scalars()
+        selftests = await latest_selftests(session, unit_id, limit=history)
+        power = await latest_power(session, unit_id, limit=history)
         view = UnitView(
             summary=detail.summary,
             status=detail.status,
@@ -228,19 +214,12 @@ async def get_unit(
 async def post_selftest(
     unit_id: str,
     request: Request,
-    user: Annotated[User, Depends(allow("POST /api/units/{unit_id}/selftest"))],
+    user: Annotated[User, Depends(allow(Permission.RUN_SELFTEST))],
 ) -> CommandSent:
     db = request.app.state.db
     async with db.session() as session:
-        await unit_in_scope(session, unit_id, user)
-    link = request.app.state.link
-    if link is None:
-        raise LinkError("the controller has no broker connection; try again shortly")
-    # A fresh session: its transaction (and on SQLite the write lock) starts only with
-    # the audit entry, after the publish, not while waiting on the broker.
-    async with db.session() as session:
-        command = await commands.selftest_now(link, session, unit_id, actor=user.username)
-        await session.commit()
+        await _visible_unit(session, unit_id, user)
+    command = await request_selftest(db, request.app.state.link, unit_id, actor=user.username)
     return CommandSent(
         unit_id=unit_id,
         command_id=command.body.command_id,
@@ -259,10 +238,10 @@ async def post_selftest(
 async def get_footage(
     unit_id: str,
     request: Request,
-    user: Annotated[User, Depends(allow("GET /api/units/{unit_id}/footage"))],
+    user: Annotated[User, Depends(allow(Permission.VIEW_FOOTAGE))],
 ) -> FootageIndex:
     async with request.app.state.db.session() as session:
-        await unit_in_scope(session, unit_id, user)
+        await _visible_unit(session, unit_id, user)
         rows = await segments(session, unit_id, limit=FOOTAGE_SHOWN)
         await audit.record(
             session,

@@ -116,7 +116,7 @@ async def form_token(request: Request) -> FormToken:
     """The token for a sign-in form. A browser keeps its nonce while it has one, so two
     open sign-in tabs both work."""
     nonce = _nonce(request) or secrets.token_urlsafe(32)
-    return FormToken(nonce, _token(await accounts_of(request).signing_key(), nonce))
+    return FormToken(nonce, _token(await accounts_of(request).logins.signing_key(), nonce))
 
 
 async def check_form_token(request: Request, sent: str) -> None:
@@ -125,7 +125,7 @@ async def check_form_token(request: Request, sent: str) -> None:
     nonce = _nonce(request)
     if nonce is None or not sent or not sent.isascii():
         raise LoginFormRefused()
-    expected = _token(await accounts_of(request).signing_key(), nonce)
+    expected = _token(await accounts_of(request).logins.signing_key(), nonce)
     if not hmac.compare_digest(sent.encode("ascii"), expected.encode("ascii")):
         raise LoginFormRefused()
 

@@ -1,7 +1,7 @@
 """Errors of the deployment workflow, under the controller's root.
 
 ControllerError
-└── DeploymentError
+└── DeploymentError              (409; each class's `status` is its HTTP status)
     ├── UnknownLocation          no such location (404)
     ├── UnknownDeployment        no such deployment (404)
     ├── LocationInUse            a location with live deployments cannot be retired (409)
@@ -31,20 +31,28 @@ __all__ = [
 class DeploymentError(ControllerError):
     """Root of the deployment workflow's errors."""
 
+    status = 409
+
 
 class UnknownLocation(DeploymentError):
+    status = 404
+
     def __init__(self, location_id: int) -> None:
         super().__init__(f"no location #{location_id}")
         self.location_id = location_id
 
 
 class UnknownDeployment(DeploymentError):
+    status = 404
+
     def __init__(self, deployment_id: str) -> None:
         super().__init__(f"no deployment {deployment_id!r}")
         self.deployment_id = deployment_id
 
 
 class LocationInUse(DeploymentError):
+    status = 409
+
     def __init__(self, location_id: int, deployments: list[str]) -> None:
         super().__init__(
             f"location #{location_id} has live deployments ({', '.join(deployments)}): "
@@ -57,16 +65,20 @@ class LocationInUse(DeploymentError):
 class InvalidDeployment(DeploymentError):
     """A request the policy does not allow (the message says which rule)."""
 
+    status = 422
+
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
 
 class DeploymentRefused(DeploymentError):
-    def __init__(self, deployment_id: str, status: str, action: str, reason: str) -> None:
-        super().__init__(f"deployment {deployment_id} ({status}) cannot be {action}: {reason}")
+    status = 409
+
+    def __init__(self, deployment_id: str, state: str, action: str, reason: str) -> None:
+        super().__init__(f"deployment {deployment_id} ({state}) cannot be {action}: {reason}")
         self.deployment_id = deployment_id
-        self.status = status
+        self.state = state  # the deployment's workflow status (`status` is the HTTP one)
         self.action = action
         self.reason = reason
 
@@ -74,8 +86,12 @@ class DeploymentRefused(DeploymentError):
 class ApprovalBlocked(DeploymentRefused):
     """Approval waits for something that must be recorded first."""
 
+    status = 409
+
 
 class NotPermitted(DeploymentError):
+    status = 403
+
     def __init__(self, username: str, action: str, reason: str) -> None:
         super().__init__(f"{username} may not {action}: {reason}")
         self.username = username

@@ -8,8 +8,8 @@ from sqlalchemy import select
 from controller import audit
 from controller.deployments.errors import InvalidDeployment, LocationInUse, UnknownLocation
 from controller.deployments.models import LocationIn
-from controller.deployments.workflow import Actor, DeploymentWorkflow
-from controller.deployments.workflow_base import REQUESTERS
+from controller.deployments.rules import MANAGERS, REQUESTERS, Actor, require_role
+from controller.deployments.workflow import DeploymentWorkflow
 from controller.store.deployments import (
     LIVE_STATUSES,
     DeploymentRow,
@@ -33,7 +33,7 @@ async def _name_free(flow: DeploymentWorkflow, name: str, but: int | None = None
 
 
 async def add_location(flow: DeploymentWorkflow, actor: Actor, data: LocationIn) -> LocationRow:
-    flow._role(actor, "add a location", REQUESTERS)
+    require_role(actor, "add a location", REQUESTERS)
     await _name_free(flow, data.name)
     now = flow.clock()
     async with flow.db.session() as session:
@@ -63,7 +63,7 @@ async def update_location(
 ) -> LocationRow:
     """Change a location. The geofence of a live deployment changes with its next
     authorization (renewal), never silently on the unit."""
-    flow._role(actor, "edit a location", REQUESTERS)
+    require_role(actor, "edit a location", REQUESTERS)
     await _name_free(flow, data.name, but=location_id)
     now = flow.clock()
     async with flow.db.session() as session:
@@ -88,7 +88,7 @@ async def update_location(
 
 
 async def retire_location(flow: DeploymentWorkflow, actor: Actor, location_id: int) -> LocationRow:
-    flow._role(actor, "retire a location", ("manager",))
+    require_role(actor, "retire a location", MANAGERS)
     now = flow.clock()
     async with flow.db.session() as session:
         row = await session.get(LocationRow, location_id)

@@ -102,7 +102,6 @@ async def review_job(
                         status="pending", attempts=0, last_error="", created_at=now,
                         next_attempt_at=now, payload=_payload(row, "review_due"),
                     ))  # fmt: skip
-                    session.info["notify"] = True
                 log.warning(
                     "deployment review due id=%s unit=%s due=%s",
                     row.id,

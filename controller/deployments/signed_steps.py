@@ -8,6 +8,7 @@ import logging
 from datetime import UTC
 
 from controller.deployments.authorization import (
+    Publisher,
     issue_authorization,
     issue_revocation,
     publish_pending,
@@ -15,8 +16,17 @@ from controller.deployments.authorization import (
 from controller.deployments.errors import DeploymentRefused, InvalidDeployment
 from controller.deployments.models import ApproveRequest, RenewRequest
 from controller.deployments.pia import PrivacyImpactAssessment
+from controller.deployments.records import DeploymentRecords
 from controller.deployments.review_dates import review_due
-from controller.deployments.workflow_base import MANAGER, REQUESTERS, Actor, WorkflowBase
+from controller.deployments.rules import (
+    MANAGERS,
+    REQUESTERS,
+    Actor,
+    require_consultation,
+    require_independent,
+    require_role,
+    require_status,
+)
 from controller.store.deployments import AuthorizationRow, DeploymentRow, live_on_unit
 from protocol.signing import Signer
 
@@ -25,8 +35,16 @@ __all__ = ["SignedSteps"]
 log = logging.getLogger(__name__)
 
 
-class SignedSteps(WorkflowBase):
-    """Approve, renew, revoke and end: the steps that need the controller's signer."""
+class SignedSteps:
+    """Approve, renew, revoke and end: the steps that need the controller's signer. Each
+    reads and writes through `records` and publishes on `link`."""
+
+    def __init__(
+        self, records: DeploymentRecords, *, signer: Signer | None, link: Publisher | None
+    ) -> None:
+        self.records = records
+        self.signer = signer
+        self.link = link
 
     def _signer(self, row: DeploymentRow, action: str) -> Signer:
         if self.signer is None:
@@ -38,19 +56,19 @@ class SignedSteps(WorkflowBase):
         return self.signer
 
     async def _publish(self) -> None:
-        await publish_pending(self.db, self.link)
+        await publish_pending(self.records.db, self.link)
 
     async def approve(
         self, actor: Actor, deployment_id: str, req: ApproveRequest | None = None
     ) -> DeploymentRow:
         req = req or ApproveRequest()
-        now = self.clock()
-        async with self.db.session() as session:
-            row = await self._load(session, deployment_id)
-            self._expect(row, "approved", ("submitted",), "only a submitted request is decided")
-            self._independent(actor, row, "approve")
+        now = self.records.clock()
+        async with self.records.db.session() as session:
+            row = await self.records.load(session, deployment_id)
+            require_status(row, "approved", ("submitted",), "only a submitted request is decided")
+            require_independent(actor, row, "approve")
             pia = PrivacyImpactAssessment.model_validate(row.pia)
-            self._needs_consultation(row, pia, "approved")
+            require_consultation(row, pia, "approved")
             signer = self._signer(row, "approved")
             if row.planned_end <= now:
                 raise DeploymentRefused(
@@ -62,11 +80,13 @@ class SignedSteps(WorkflowBase):
                     row.id, row.status, "approved",
                     f"unit {row.unit_id} is already deployed under {others[0].id}; end it first",
                 )  # fmt: skip
-            location = await self._location(session, row.location_id)
+            location = await self.records.location(session, row.location_id)
             if location.retired_at is not None:
                 raise DeploymentRefused(row.id, row.status, "approved", "its location is retired")
             if req.review_by is not None:
-                row.review_due = review_due(self.policy, row.planned_start, req.review_by, now)
+                row.review_due = review_due(
+                    self.records.policy, row.planned_start, req.review_by, now
+                )
             row.status = "active" if row.planned_start <= now else "approved"
             row.decided_by, row.decided_at, row.decision_reason = actor.username, now, req.notes
             row.updated_at = now
@@ -75,7 +95,7 @@ class SignedSteps(WorkflowBase):
                 actor=actor.username, now=now, valid_from=row.planned_start,
                 masks=pia.mask_polygons(),
             )  # fmt: skip
-            await self._audit(
+            await self.records.audit(
                 session, actor.username, "approve", row, authorization_id=auth.authorization_id,
                 valid_until=auth.valid_until.isoformat(), review_due=row.review_due.isoformat(),
                 residual_risk=row.residual_risk, notes=req.notes,
@@ -88,11 +108,11 @@ class SignedSteps(WorkflowBase):
     async def _withdraw(
         self, actor: Actor, deployment_id: str, *, action: str, status: str, reason: str
     ) -> DeploymentRow:
-        now = self.clock()
-        async with self.db.session() as session:
-            row = await self._load(session, deployment_id)
+        now = self.records.clock()
+        async with self.records.db.session() as session:
+            row = await self.records.load(session, deployment_id)
             verb = "revoked" if action == "revoke" else "ended"
-            self._expect(
+            require_status(
                 row, verb, ("approved", "active", "review_due"),
                 "it holds no authorization (reject or close the request instead)",
             )  # fmt: skip
@@ -109,7 +129,7 @@ class SignedSteps(WorkflowBase):
                     )  # fmt: skip
                     revocation_id = revocation.revocation_id
             row.authorized_until = min(row.authorized_until or now, now)
-            await self._audit(
+            await self.records.audit(
                 session, actor.username, action, row, reason=reason,
                 authorization_id=row.authorization_id, revocation_id=revocation_id,
             )  # fmt: skip
@@ -119,30 +139,30 @@ class SignedSteps(WorkflowBase):
         return row
 
     async def revoke(self, actor: Actor, deployment_id: str, reason: str) -> DeploymentRow:
-        self._role(actor, "revoke a deployment", (MANAGER,))
+        require_role(actor, "revoke a deployment", MANAGERS)
         return await self._withdraw(
             actor, deployment_id, action="revoke", status="revoked", reason=reason
         )
 
     async def end(self, actor: Actor, deployment_id: str, reason: str) -> DeploymentRow:
-        self._role(actor, "end a deployment", REQUESTERS)
+        require_role(actor, "end a deployment", REQUESTERS)
         return await self._withdraw(
             actor, deployment_id, action="end", status="ended", reason=reason
         )
 
     async def renew(self, actor: Actor, deployment_id: str, req: RenewRequest) -> DeploymentRow:
         """A fresh review of the PIA: a new review date and a fresh authorization."""
-        self._role(actor, "renew a deployment", (MANAGER,))
-        now = self.clock()
-        async with self.db.session() as session:
-            row = await self._load(session, deployment_id)
-            self._expect(
+        require_role(actor, "renew a deployment", MANAGERS)
+        now = self.records.clock()
+        async with self.records.db.session() as session:
+            row = await self.records.load(session, deployment_id)
+            require_status(
                 row, "renewed", ("active", "review_due"), "only a live deployment is renewed"
             )
             pia = req.pia or PrivacyImpactAssessment.model_validate(row.pia)
-            if pia.retention_days > self.policy.retention_max_days:
+            if pia.retention_days > self.records.policy.retention_max_days:
                 raise InvalidDeployment("retention exceeds the policy maximum")
-            self._needs_consultation(row, pia, "renewed")
+            require_consultation(row, pia, "renewed")
             signer = self._signer(row, "renewed")
             if req.planned_end is not None:
                 if req.planned_end <= now:
@@ -150,17 +170,17 @@ class SignedSteps(WorkflowBase):
                 row.planned_end = req.planned_end.astimezone(UTC)
             row.pia, row.residual_risk = pia.model_dump(mode="json"), pia.residual_risk.value
             row.retention_days = pia.retention_days
-            row.review_due = review_due(self.policy, now, req.review_by, now)
+            row.review_due = review_due(self.records.policy, now, req.review_by, now)
             row.status, row.review_reminded_at, row.lapsed_at = "active", None, None
             row.renewals += 1
             row.updated_at = now
-            location = await self._location(session, row.location_id)
+            location = await self.records.location(session, row.location_id)
             auth = issue_authorization(
                 session, signer=signer, link=self.link, deployment=row, location=location,
                 actor=actor.username, now=now, valid_from=min(now, row.planned_start),
                 masks=pia.mask_polygons(),
             )  # fmt: skip
-            await self._audit(
+            await self.records.audit(
                 session, actor.username, "renew", row, authorization_id=auth.authorization_id,
                 review_due=row.review_due.isoformat(), notes=req.review_notes,
                 valid_until=auth.valid_until.isoformat(),

@@ -20,40 +20,82 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, time
 
+from controller.deployments.authorization import Publisher
 from controller.deployments.errors import (
     DeploymentRefused,
     InvalidDeployment,
     UnknownDeployment,
 )
-from controller.deployments.models import DeploymentRequest
+from controller.deployments.models import (
+    ApproveRequest,
+    DeploymentPolicy,
+    DeploymentRequest,
+    RenewRequest,
+)
 from controller.deployments.pia import Evaluation, PriorConsultation, PrivacyImpactAssessment
+from controller.deployments.records import DeploymentRecords
 from controller.deployments.review_dates import review_due
+from controller.deployments.rules import (
+    REQUESTERS,
+    Actor,
+    check_request,
+    require_independent,
+    require_role,
+    require_status,
+)
 from controller.deployments.signed_steps import SignedSteps
-from controller.deployments.workflow_base import REQUESTERS, Actor
 from controller.errors import UnknownUnitError
+from controller.store.base import Database, utcnow
 from controller.store.deployments import DeploymentRow, get_deployment
 from controller.store.fleet import Unit
+from protocol.signing import Signer
 
 __all__ = ["Actor", "DeploymentWorkflow"]
 
 log = logging.getLogger(__name__)
 
 
-class DeploymentWorkflow(SignedSteps):
-    """Every step of a deployment; those that sign and publish come from `SignedSteps`."""
+class DeploymentWorkflow:
+    """Every step of a deployment. It holds `records` (database, policy, clock, audit)
+    and `signed` (the steps that sign and publish: approve, renew, revoke, end)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        signer: Signer | None,
+        link: Publisher | None = None,
+        policy: DeploymentPolicy | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.records = DeploymentRecords(db, policy=policy, clock=clock)
+        self.signed = SignedSteps(self.records, signer=signer, link=link)
+
+    @property
+    def db(self) -> Database:
+        return self.records.db
+
+    @property
+    def policy(self) -> DeploymentPolicy:
+        return self.records.policy
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self.records.clock
 
     # ------------------------------------------------------------------ requests
 
     async def create(self, actor: Actor, req: DeploymentRequest) -> DeploymentRow:
-        self._role(actor, "raise a deployment request", REQUESTERS)
-        self._check_request(req)
+        require_role(actor, "raise a deployment request", REQUESTERS)
+        check_request(self.policy, req)
         now = self.clock()
         async with self.db.session() as session:
             if await session.get(Unit, req.unit_id) is None:
                 raise UnknownUnitError(req.unit_id)
-            location = await self._location(session, req.location_id)
+            location = await self.records.location(session, req.location_id)
             if location.retired_at is not None:
                 raise InvalidDeployment(f"location {location.name!r} is retired")
             row = DeploymentRow(
@@ -69,7 +111,7 @@ class DeploymentWorkflow(SignedSteps):
             self._fill(row, req, now)
             session.add(row)
             await session.flush()
-            await self._audit(session, actor.username, "create", row)
+            await self.records.audit(session, actor.username, "create", row)
             await session.commit()
         log.info("deployment created id=%s unit=%s by=%s", row.id, row.unit_id, actor.username)
         return row
@@ -90,26 +132,26 @@ class DeploymentWorkflow(SignedSteps):
     async def update(
         self, actor: Actor, deployment_id: str, req: DeploymentRequest
     ) -> DeploymentRow:
-        self._role(actor, "edit a deployment request", REQUESTERS)
-        self._check_request(req)
+        require_role(actor, "edit a deployment request", REQUESTERS)
+        check_request(self.policy, req)
         now = self.clock()
         async with self.db.session() as session:
-            row = await self._load(session, deployment_id)
-            self._expect(row, "edited", ("draft",), "only a draft can be edited")
+            row = await self.records.load(session, deployment_id)
+            require_status(row, "edited", ("draft",), "only a draft can be edited")
             if await session.get(Unit, req.unit_id) is None:
                 raise UnknownUnitError(req.unit_id)
-            await self._location(session, req.location_id)
+            await self.records.location(session, req.location_id)
             self._fill(row, req, now)
-            await self._audit(session, actor.username, "update", row)
+            await self.records.audit(session, actor.username, "update", row)
             await session.commit()
         return row
 
     async def submit(self, actor: Actor, deployment_id: str) -> DeploymentRow:
-        self._role(actor, "submit a deployment request", REQUESTERS)
+        require_role(actor, "submit a deployment request", REQUESTERS)
         now = self.clock()
         async with self.db.session() as session:
-            row = await self._load(session, deployment_id)
-            self._expect(row, "submitted", ("draft",), "only a draft can be submitted")
+            row = await self.records.load(session, deployment_id)
+            require_status(row, "submitted", ("draft",), "only a draft can be submitted")
             pia = PrivacyImpactAssessment.model_validate(row.pia)
             if pia.dpo_advice is None:
                 raise DeploymentRefused(
@@ -119,7 +161,7 @@ class DeploymentWorkflow(SignedSteps):
             row.status, row.submitted_by, row.submitted_at, row.updated_at = (
                 "submitted", actor.username, now, now,
             )  # fmt: skip
-            await self._audit(
+            await self.records.audit(
                 session, actor.username, "submit", row, residual_risk=row.residual_risk
             )
             await session.commit()
@@ -128,11 +170,11 @@ class DeploymentWorkflow(SignedSteps):
     async def record_prior_consultation(
         self, actor: Actor, deployment_id: str, consultation: PriorConsultation
     ) -> DeploymentRow:
-        self._role(actor, "record prior consultation", REQUESTERS)
+        require_role(actor, "record prior consultation", REQUESTERS)
         now = self.clock()
         async with self.db.session() as session:
-            row = await self._load(session, deployment_id)
-            self._expect(
+            row = await self.records.load(session, deployment_id)
+            require_status(
                 row, "given a prior consultation", ("draft", "submitted"),
                 "prior consultation is recorded before the decision",
             )  # fmt: skip
@@ -141,7 +183,7 @@ class DeploymentWorkflow(SignedSteps):
             row.pia = pia.model_copy(update={"prior_consultation": pc}).model_dump(mode="json")
             row.ico_consulted_on = datetime.combine(pc.consulted_on, time(0), UTC)
             row.updated_at = now
-            await self._audit(
+            await self.records.audit(
                 session, actor.username, "prior_consultation", row, reference=pc.reference,
                 consulted_on=pc.consulted_on.isoformat(),
             )  # fmt: skip
@@ -150,15 +192,30 @@ class DeploymentWorkflow(SignedSteps):
 
     # ------------------------------------------------------------------ decisions
 
+    async def approve(
+        self, actor: Actor, deployment_id: str, req: ApproveRequest | None = None
+    ) -> DeploymentRow:
+        return await self.signed.approve(actor, deployment_id, req)
+
+    async def revoke(self, actor: Actor, deployment_id: str, reason: str) -> DeploymentRow:
+        return await self.signed.revoke(actor, deployment_id, reason)
+
+    async def end(self, actor: Actor, deployment_id: str, reason: str) -> DeploymentRow:
+        return await self.signed.end(actor, deployment_id, reason)
+
+    async def renew(self, actor: Actor, deployment_id: str, req: RenewRequest) -> DeploymentRow:
+        """A fresh review of the PIA: a new review date and a fresh authorization."""
+        return await self.signed.renew(actor, deployment_id, req)
+
     async def reject(self, actor: Actor, deployment_id: str, reason: str) -> DeploymentRow:
         now = self.clock()
         async with self.db.session() as session:
-            row = await self._load(session, deployment_id)
-            self._expect(row, "rejected", ("submitted",), "only a submitted request is decided")
-            self._independent(actor, row, "reject")
+            row = await self.records.load(session, deployment_id)
+            require_status(row, "rejected", ("submitted",), "only a submitted request is decided")
+            require_independent(actor, row, "reject")
             row.status, row.decided_by, row.decided_at = "rejected", actor.username, now
             row.decision_reason, row.updated_at = reason, now
-            await self._audit(session, actor.username, "reject", row, reason=reason)
+            await self.records.audit(session, actor.username, "reject", row, reason=reason)
             await session.commit()
         return row
 
@@ -166,17 +223,17 @@ class DeploymentWorkflow(SignedSteps):
         self, actor: Actor, deployment_id: str, reason: str
     ) -> DeploymentRow:
         """Record a decision NOT to deploy (e.g. the PIA shows a less intrusive option)."""
-        self._role(actor, "record a decision not to deploy", REQUESTERS)
+        require_role(actor, "record a decision not to deploy", REQUESTERS)
         now = self.clock()
         async with self.db.session() as session:
-            row = await self._load(session, deployment_id)
-            self._expect(
+            row = await self.records.load(session, deployment_id)
+            require_status(
                 row, "closed as not deployed", ("draft", "submitted"),
                 "the decision not to deploy is taken before approval (revoke or end it instead)",
             )  # fmt: skip
             row.status, row.decided_by, row.decided_at = "not_deployed", actor.username, now
             row.decision_reason, row.updated_at = reason, now
-            await self._audit(session, actor.username, "not_deployed", row, reason=reason)
+            await self.records.audit(session, actor.username, "not_deployed", row, reason=reason)
             await session.commit()
         return row
 
@@ -185,15 +242,17 @@ class DeploymentWorkflow(SignedSteps):
     async def attach_evaluation(
         self, actor: Actor, deployment_id: str, evaluation: Evaluation
     ) -> DeploymentRow:
-        self._role(actor, "attach an evaluation", REQUESTERS)
+        require_role(actor, "attach an evaluation", REQUESTERS)
         now = self.clock()
         async with self.db.session() as session:
-            row = await self._load(session, deployment_id)
-            self._expect(row, "evaluated", ("ended", "revoked"), "the evaluation comes at the end")
+            row = await self.records.load(session, deployment_id)
+            require_status(
+                row, "evaluated", ("ended", "revoked"), "the evaluation comes at the end"
+            )
             data = Evaluation.model_validate(evaluation.model_dump())
             row.evaluation = data.model_copy(update={"evaluated_at": now}).model_dump(mode="json")
             row.updated_at = now
-            await self._audit(session, actor.username, "evaluation", row)
+            await self.records.audit(session, actor.username, "evaluation", row)
             await session.commit()
         return row
 

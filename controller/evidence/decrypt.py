@@ -24,8 +24,9 @@ from pydantic import BaseModel, ConfigDict
 from controller.errors import ControllerError
 from protocol.errors import SegmentError
 from protocol.evidence_keys import EvidencePrivateKey
-from protocol.segment_format import DecodedSegment, read_segment
-from protocol.segment_manifest import ManifestError, SegmentManifest, verify_manifest
+from protocol.segment.format import DecodedSegment
+from protocol.segment.manifest import ManifestError, SegmentManifest, verify_manifest
+from protocol.segment.reader import read_segment
 
 __all__ = [
     "DecryptReport",
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 class EvidenceError(ControllerError):
     """The evidence decryption cannot start (unreadable manifest, unusable output)."""
+
+    status = 422
 
 
 class Status(StrEnum):

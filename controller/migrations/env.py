@@ -2,30 +2,29 @@
 
 Run programmatically by `Database.migrate()` (which hands over its connection in
 `config.attributes["connection"]`), or by the `alembic` command with `-x url=...` or
-`sqlalchemy.url` set. Every store module that exists is imported so autogenerate sees
+`sqlalchemy.url` set. Every store module with tables is imported so autogenerate sees
 all tables.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 
 from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+# The modules that declare tables, imported for their tables (autogenerate compares them).
+from controller.store import (  # noqa: F401
+    audit,
+    deployments,
+    evidence,
+    fleet,
+    reports,
+    server_keys,
+    users,
+)
 from controller.store.base import Base
-
-STORE_MODULES = ("fleet", "audit", "users", "deployments", "reports", "server_keys", "evidence")
-
-for _name in STORE_MODULES:
-    _module = f"controller.store.{_name}"
-    try:
-        importlib.import_module(_module)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _module:
-            raise
 
 config = context.config
 target_metadata = Base.metadata

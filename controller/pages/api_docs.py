@@ -18,9 +18,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
-from markupsafe import Markup, escape
 
-from controller.api.auth import PUBLIC_ENDPOINTS, Role, RoleGuard, User, current_user
+from controller.api.auth import PUBLIC_ENDPOINTS, Role, User, current_user, guard_roles
 from controller.pages.render import PageRoute, page
 
 __all__ = ["router"]
@@ -32,6 +31,8 @@ _CODE = re.compile(r"`([^`]+)`")
 _REF = "#/components/schemas/"
 #: A type as text pieces; a piece with a name links to that schema.
 TypeText = list[tuple[str, str | None]]
+#: A description as text pieces, each plain or code (drawn by the template).
+Prose = tuple[tuple[str, bool], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,7 @@ class Operation:
     method: str
     path: str
     summary: str
-    description: Markup
+    description: Prose
     who: str
     parameters: list[Item]
     body: TypeText | None
@@ -65,9 +66,10 @@ class Schema:
     values: list[str] = field(default_factory=list)
 
 
-def prose(text: str) -> Markup:
-    """A description as HTML: escaped, with `backquoted` words as code."""
-    return Markup(_CODE.sub(r"<code>\1</code>", str(escape(text))))
+def prose(text: str) -> Prose:
+    """A description as pieces of (text, is code): `backquoted` words are code."""
+    pieces = _CODE.split(text)  # even indexes: prose; odd: what was between backquotes
+    return tuple((piece, index % 2 == 1) for index, piece in enumerate(pieces) if piece)
 
 
 def type_text(schema: dict[str, Any]) -> TypeText:
@@ -96,13 +98,6 @@ def type_text(schema: dict[str, Any]) -> TypeText:
     return [(f"{kind} ({fmt})" if fmt else str(kind), None)]
 
 
-def _guards(dependant: Dependant) -> Iterator[RoleGuard]:
-    for sub in dependant.dependencies:
-        if isinstance(sub.call, RoleGuard):
-            yield sub.call
-        yield from _guards(sub)
-
-
 def _routes(app: FastAPI) -> Iterator[tuple[str, set[str], Dependant]]:
     """(path, methods, dependant) of every API route, included routers' too (FastAPI
     0.137 and later keep those behind `iter_route_contexts`; earlier ones flatten them)."""
@@ -119,11 +114,9 @@ def _who(app: FastAPI, method: str, path: str) -> str:
         return "anyone, without signing in"
     for route_path, methods, dependant in _routes(app):
         if route_path == path and method in methods:
-            guards = list(_guards(dependant))
-            if guards:
-                allowed = [r for r in Role if all(r in g.allowed for g in guards)]
-                if len(allowed) < len(Role):
-                    return ", ".join(r.label for r in allowed)
+            allowed = guard_roles(dependant)
+            if allowed is not None and len(allowed) < len(Role):
+                return ", ".join(r.label for r in allowed)
     return "any signed-in user"
 
 

@@ -4,22 +4,21 @@ a note, verify and close; run a remote self-test and watch its report arrive."""
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from controller.api.auth import Role, User, contractor_scope, require_role
-from controller.callouts import OPEN_STATES, CalloutService
+from controller.api.auth import Permission, User, allow, contractor_scope
+from controller.callouts import CalloutService
+from controller.callouts.board import board, callout_events, callout_in_scope
 from controller.errors import ControllerError
-from controller.pages import unit_commands
-from controller.pages.fleet_pages import scoped_unit
+from controller.fleet.commands import request_selftest
+from controller.fleet.history import latest_selftest_of, selftest_requests
+from controller.fleet.units import unit_in_scope
 from controller.pages.render import PageRoute, page
 from controller.pages.session_pages import safe_next
-from controller.store.fleet import Callout, CalloutEvent, SelfTestRecord
 
 __all__ = ["STEPS", "router"]
 
@@ -27,7 +26,9 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-CalloutUser = Annotated[User, Depends(require_role(Role.MANAGER, Role.OPERATOR, Role.CONTRACTOR))]
+CalloutReader = Annotated[User, Depends(allow(Permission.VIEW_CALLOUTS))]
+CalloutWorker = Annotated[User, Depends(allow(Permission.WORK_CALLOUTS))]
+SelfTester = Annotated[User, Depends(allow(Permission.RUN_SELFTEST))]
 #: Form action -> (state it moves to, button label, past tense for the notice).
 STEPS: dict[str, tuple[str, str, str]] = {
     "acknowledge": ("acknowledged", "Acknowledge", "acknowledged"),
@@ -59,21 +60,17 @@ def _notice(request: Request) -> str | None:
     return None
 
 
-async def _board(request: Request, user: User, unit: str | None, show: str) -> dict[str, Any]:
+async def _board(
+    request: Request, user: User, unit: str | None, show: Literal["open", "closed"]
+) -> dict[str, Any]:
     scope = contractor_scope(user)
-    query = select(Callout).order_by(Callout.priority, Callout.raised_at)
-    if show == "open":
-        query = query.where(Callout.status.in_(OPEN_STATES))
-    else:
-        query = query.where(Callout.status == "closed").limit(CLOSED_SHOWN)
-    if scope is not None:
-        query = query.where(Callout.contractor == scope)
-    if unit:
-        query = query.where(Callout.unit_id == unit)
     async with request.app.state.db.session() as session:
-        callouts = list((await session.execute(query)).scalars())
-        reports = await _latest_reports(session, {c.unit_id for c in callouts})
-        requests = await unit_commands.pending_selftests(session, {c.unit_id for c in callouts})
+        callouts = await board(
+            session, show=show, contractor=scope, unit_id=unit, closed_limit=CLOSED_SHOWN
+        )
+        units = {c.unit_id for c in callouts}
+        reports = await latest_selftest_of(session, units)
+        requests = await selftest_requests(session, units)
     params = {k: v for k, v in (("unit", unit), ("show", show)) if v}
     return {
         "callouts": callouts,
@@ -89,27 +86,13 @@ async def _board(request: Request, user: User, unit: str | None, show: str) -> d
     }
 
 
-async def _latest_reports(session: AsyncSession, units: set[str]) -> dict[str, SelfTestRecord]:
-    latest: dict[str, SelfTestRecord] = {}
-    if not units:
-        return latest
-    rows = await session.execute(
-        select(SelfTestRecord)
-        .where(SelfTestRecord.unit_id.in_(units))
-        .order_by(SelfTestRecord.finished_at)
-    )
-    for row in rows.scalars():
-        latest[row.unit_id] = row
-    return latest
-
-
-Show = Annotated[str, Query(pattern="^(open|closed)$")]
+Show = Annotated[Literal["open", "closed"], Query()]
 UnitFilter = Annotated[str | None, Query(max_length=64)]
 
 
 @router.get("/callouts", response_class=HTMLResponse)
 async def callouts(
-    request: Request, user: CalloutUser, unit: UnitFilter = None, show: Show = "open"
+    request: Request, user: CalloutReader, unit: UnitFilter = None, show: Show = "open"
 ) -> HTMLResponse:
     context = await _board(request, user, unit, show)
     return page(
@@ -125,35 +108,19 @@ async def callouts(
 
 @router.get("/callouts/board", response_class=HTMLResponse)
 async def callouts_board(
-    request: Request, user: CalloutUser, unit: UnitFilter = None, show: Show = "open"
+    request: Request, user: CalloutReader, unit: UnitFilter = None, show: Show = "open"
 ) -> HTMLResponse:
     context = await _board(request, user, unit, show)
     return page(request, "callouts_board.html", user, title="Callouts", **context)
 
 
-async def _scoped_callout(session: AsyncSession, user: User, callout_id: int) -> Callout:
-    callout = await session.get(Callout, callout_id)
-    scope = contractor_scope(user)
-    if callout is None or (scope is not None and callout.contractor != scope):
-        raise HTTPException(404, f"There is no callout #{callout_id} on your list.")
-    return callout
-
-
 @router.get("/callouts/{callout_id}", response_class=HTMLResponse)
-async def callout_page(request: Request, callout_id: int, user: CalloutUser) -> HTMLResponse:
+async def callout_page(request: Request, callout_id: int, user: CalloutReader) -> HTMLResponse:
     async with request.app.state.db.session() as session:
-        callout = await _scoped_callout(session, user, callout_id)
-        events = list(
-            (
-                await session.execute(
-                    select(CalloutEvent)
-                    .where(CalloutEvent.callout_id == callout_id)
-                    .order_by(CalloutEvent.at, CalloutEvent.id)
-                )
-            ).scalars()
-        )
-        reports = await _latest_reports(session, {callout.unit_id})
-        requests = await unit_commands.pending_selftests(session, {callout.unit_id})
+        callout = await callout_in_scope(session, callout_id, contractor_scope(user))
+        events = await callout_events(session, callout_id)
+        reports = await latest_selftest_of(session, {callout.unit_id})
+        requests = await selftest_requests(session, {callout.unit_id})
     return page(
         request,
         "callout.html",
@@ -176,7 +143,7 @@ async def callout_step(
     request: Request,
     callout_id: int,
     action: str,
-    user: CalloutUser,
+    user: CalloutWorker,
     note: Annotated[str, Form(max_length=NOTE_MAX)] = "",
     return_to: Annotated[str, Form(max_length=500)] = "",
 ) -> RedirectResponse:
@@ -189,8 +156,10 @@ async def callout_step(
         )
     service = CalloutService(request.app.state.settings)
     async with request.app.state.db.session() as session:
-        await _scoped_callout(session, user, callout_id)
-        await service.transition(session, callout_id, to, actor=user.username, note=note.strip())
+        await callout_in_scope(session, callout_id, contractor_scope(user))
+        await service.lifecycle.transition(
+            session, callout_id, to, actor=user.username, note=note.strip()
+        )
         await session.commit()
     log.info("callout=%s step=%s by=%s", callout_id, to, user.username)
     target = safe_next(return_to) or "/callouts"
@@ -204,13 +173,15 @@ async def callout_step(
 async def selftest_now(
     request: Request,
     unit_id: str,
-    user: CalloutUser,
+    user: SelfTester,
     return_to: Annotated[str, Form(max_length=500)] = "",
 ) -> RedirectResponse:
     async with request.app.state.db.session() as session:
-        await scoped_unit(session, user, unit_id)
+        await unit_in_scope(session, unit_id, contractor_scope(user))
     try:
-        await unit_commands.send_selftest(request, unit_id, actor=user.username)
+        await request_selftest(
+            request.app.state.db, request.app.state.link, unit_id, actor=user.username
+        )
     except ControllerError as exc:
         raise HTTPException(
             503, f"The self-test request could not be sent to {unit_id}: {exc}."

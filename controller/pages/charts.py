@@ -1,5 +1,6 @@
 """Charts drawn on the server as inline SVG: no chart library, no script, readable without
-colour (the battery periods are also listed in words beside the chart).
+colour (the battery periods are also listed in words beside the chart). This module works
+out the geometry; the markup is the `_charts.html` template's.
 
     svg = power_chart(points, start=now - timedelta(hours=24), end=now)
 """
@@ -9,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from html import escape
 
 from markupsafe import Markup
 
-__all__ = ["PowerPoint", "battery_periods", "power_chart"]
+from controller.pages.templating import macro
+
+__all__ = ["PowerChart", "PowerPoint", "battery_periods", "power_chart", "power_chart_geometry"]
 
 _TICK_STEPS = (
     timedelta(minutes=5),
@@ -74,15 +76,34 @@ def _ticks(start: datetime, end: datetime) -> list[datetime]:
     return ticks
 
 
-def power_chart(
+@dataclass(frozen=True, slots=True)
+class PowerChart:
+    """The geometry of the battery chart, in SVG user units: the shaded periods on battery
+    (x, width, since), the percentage grid (y, pct), the time ticks (x, text) and the
+    charge line's points (empty: no charge reported)."""
+
+    width: int
+    height: int
+    left: int
+    top: int
+    plot_width: int
+    plot_height: int
+    label: str
+    battery: tuple[tuple[float, float, datetime], ...]
+    grid: tuple[tuple[float, int], ...]
+    ticks: tuple[tuple[float, str], ...]
+    line: tuple[tuple[float, float], ...]
+
+
+def power_chart_geometry(
     points: Sequence[PowerPoint],
     *,
     start: datetime,
     end: datetime,
     width: int = 760,
     height: int = 230,
-) -> Markup:
-    """Battery charge (%) over [start, end] with the periods on battery shaded."""
+) -> PowerChart:
+    """Where everything of the chart over [start, end] goes (see `power_chart`)."""
     if end <= start:
         raise ValueError("the chart's end must be after its start")
     left, right, top, bottom = 44, 12, 12, 30
@@ -100,54 +121,47 @@ def power_chart(
     before = [p for p in points if p.at < start]
     if before:  # the state at the window's start carries in from the last earlier reading
         shown.insert(0, PowerPoint(start, before[-1].on_battery, before[-1].charge_pct))
-    parts: list[str] = []
+    periods = battery_periods(shown, end)
     label = (
         f"Battery charge from {start:%d %b %H:%M} to {end:%d %b %H:%M} UTC; "
-        f"{len(battery_periods(shown, end))} period(s) on battery"
+        f"{len(periods)} period(s) on battery"
     )
-    parts.append(
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
-    )
-    parts.append(f"<title>{escape(label)}</title>")
-    for since, until in battery_periods(shown, end):
-        x0, x1 = x(since), x(until or end)
-        parts.append(
-            f'<rect class="battery" x="{x0:.1f}" y="{top}" width="{max(x1 - x0, 1.5):.1f}" '
-            f'height="{plot_h}"><title>On battery from {since:%d %b %H:%M}</title></rect>'
-        )
-    for pct in (0, 25, 50, 75, 100):
-        gy = y(pct)
-        parts.append(
-            f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{gy:.1f}" y2="{gy:.1f}"/>'
-        )
-        parts.append(f'<text x="{left - 6}" y="{gy + 4:.1f}" text-anchor="end">{pct}%</text>')
     long_span = end - start > timedelta(days=2)
-    for tick in _ticks(start, end):
-        tx = x(tick)
-        parts.append(
-            f'<line class="axis" x1="{tx:.1f}" x2="{tx:.1f}" y1="{top + plot_h}" '
-            f'y2="{top + plot_h + 4}"/>'
-        )
-        text = f"{tick:%d %b}" if long_span else f"{tick:%H:%M}"
-        parts.append(
-            f'<text x="{tx:.1f}" y="{top + plot_h + 18}" text-anchor="middle">{text}</text>'
-        )
-    parts.append(
-        f'<line class="axis" x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" '
-        f'y2="{top + plot_h}"/>'
-    )
-    parts.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}"/>')
     charged = [p for p in shown if p.charge_pct is not None]
-    if charged:
-        coords = [(x(p.at), y(p.charge_pct or 0.0)) for p in charged]
-        coords.append((x(end), coords[-1][1]))  # the last reading holds until now
-        path = " ".join(f"{px:.1f},{py:.1f}" for px, py in coords)
-        parts.append(f'<polyline class="series" points="{path}"/>')
-    else:
-        parts.append(
-            f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h / 2:.1f}" '
-            'text-anchor="middle">No battery charge reported in this period</text>'
-        )
-    parts.append("</svg>")
-    return Markup("".join(parts))
+    line = [(x(p.at), y(p.charge_pct or 0.0)) for p in charged]
+    if line:
+        line.append((x(end), line[-1][1]))  # the last reading holds until now
+    return PowerChart(
+        width=width,
+        height=height,
+        left=left,
+        top=top,
+        plot_width=plot_w,
+        plot_height=plot_h,
+        label=label,
+        battery=tuple(
+            (x(since), max(x(until or end) - x(since), 1.5), since) for since, until in periods
+        ),
+        grid=tuple((y(pct), pct) for pct in (0, 25, 50, 75, 100)),
+        ticks=tuple(
+            (x(tick), f"{tick:%d %b}" if long_span else f"{tick:%H:%M}")
+            for tick in _ticks(start, end)
+        ),
+        line=tuple(line),
+    )
+
+
+_draw = macro("_charts.html", "power_chart")
+
+
+def power_chart(
+    points: Sequence[PowerPoint],
+    *,
+    start: datetime,
+    end: datetime,
+    width: int = 760,
+    height: int = 230,
+) -> Markup:
+    """Battery charge (%) over [start, end] with the periods on battery shaded, as inline
+    SVG (the `_charts.html` template)."""
+    return _draw(power_chart_geometry(points, start=start, end=end, width=width, height=height))

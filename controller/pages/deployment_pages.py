@@ -11,9 +11,10 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import select
 
-from controller.api.auth import Role, User, require_role
+from controller.api.auth import Permission, User, allow
+from controller.api.deployment_routes import workflow_for
+from controller.deployments import listing
 from controller.deployments import locations as loc
 from controller.deployments.errors import DeploymentError
 from controller.deployments.models import (
@@ -23,23 +24,21 @@ from controller.deployments.models import (
     PriorConsultationRequest,
 )
 from controller.deployments.pia import PrivacyImpactAssessment, ProtectedCharacteristic
-from controller.errors import ControllerError
-from controller.pages import deployment_views as views
+from controller.errors import ControllerError, sentence
+from controller.fleet.units import units_in_service
 from controller.pages.form_data import coerce, field_errors, form_tree
 from controller.pages.forms import model_form
 from controller.pages.pia_view import model_view
 from controller.pages.render import PageRoute, page
-from controller.store.deployments import LocationRow, get_deployment
+from controller.store.deployments import LocationRow
 from controller.store.fleet import Unit
 
 __all__ = ["router"]
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-_M, _O = Role.MANAGER, Role.OPERATOR
-Reader = Annotated[User, Depends(require_role(_M, _O, Role.DATA_CONTROLLER, Role.AUDITOR))]
-Requester = Annotated[User, Depends(require_role(_M, _O))]
-Manager = Annotated[User, Depends(require_role(_M))]
+Reader = Annotated[User, Depends(allow(Permission.VIEW_DEPLOYMENTS))]
+Requester = Annotated[User, Depends(allow(Permission.REQUEST_DEPLOYMENTS))]
 PREFIX = "d"
 DONE = {
     "created": "Draft {ref} saved.",
@@ -69,23 +68,8 @@ def _back(path: str, done: str, ref: str) -> RedirectResponse:
 
 async def _choices(request: Request) -> tuple[list[Unit], list[LocationRow]]:
     async with request.app.state.db.session() as session:
-        units = list(
-            (
-                await session.execute(
-                    select(Unit).where(Unit.retired_at.is_(None)).order_by(Unit.unit_id)
-                )
-            ).scalars()
-        )
-        places = list(
-            (
-                await session.execute(
-                    select(LocationRow)
-                    .where(LocationRow.retired_at.is_(None))
-                    .order_by(LocationRow.name)
-                )
-            ).scalars()
-        )
-    return units, places
+        units = await units_in_service(session)
+    return units, await loc.list_locations(workflow_for(request))
 
 
 def _new_values(unit_id: str | None) -> dict[str, Any]:
@@ -151,27 +135,22 @@ async def create_request(request: Request, user: Requester) -> Response:
     except ValidationError as exc:
         errors = field_errors(exc, prefix=PREFIX)
         return await _request_page(request, user, values=data, errors=errors, status_code=422)
-    flow = views.workflow(request)
+    flow = workflow_for(request)
     try:
         row = await flow.create(user, body)
     except DeploymentError as exc:
         return await _request_page(
-            request, user, values=data, errors={PREFIX: _sentence(exc)}, status_code=409
+            request, user, values=data, errors={PREFIX: sentence(exc)}, status_code=409
         )
     if form.get("then") == "submit":
         try:
             await flow.submit(user, row.id)
         except ControllerError as exc:
             raise HTTPException(
-                409, f"Draft {row.id} was saved but not submitted: {_sentence(exc)}"
+                409, f"Draft {row.id} was saved but not submitted: {sentence(exc)}"
             ) from exc
         return _back(f"/deployments/{row.id}", "submitted", row.id)
     return _back(f"/deployments/{row.id}", "created", row.id)
-
-
-def _sentence(exc: Exception) -> str:
-    text = str(exc).strip()
-    return (text[:1].upper() + text[1:]).rstrip(".") + "."
 
 
 # --------------------------------------------------------------------------- the queue
@@ -179,9 +158,9 @@ def _sentence(exc: Exception) -> str:
 
 @router.get("/deployments", response_class=HTMLResponse)
 async def deployments(request: Request, user: Reader) -> HTMLResponse:
-    flow = views.workflow(request)
+    flow = workflow_for(request)
     async with request.app.state.db.session() as session:
-        queue = await views.deployment_queue(
+        queue = await listing.deployment_queue(
             session, now=datetime.now(UTC), reminder_days=flow.policy.reminder_days
         )
     return page(
@@ -199,11 +178,7 @@ async def deployments(request: Request, user: Reader) -> HTMLResponse:
 @router.get("/deployments/{deployment_id}", response_class=HTMLResponse)
 async def deployment(request: Request, deployment_id: str, user: Reader) -> HTMLResponse:
     async with request.app.state.db.session() as session:
-        row = await get_deployment(session, deployment_id)
-        if row is None:
-            raise HTTPException(404, f"There is no deployment {deployment_id!r}.")
-        location = await session.get(LocationRow, row.location_id)
-        line = (await views.lines(session, [row]))[0]
+        row, location, line = await listing.deployment_with_location(session, deployment_id)
     pia = PrivacyImpactAssessment.model_validate(row.pia)
     return page(
         request,
@@ -235,7 +210,7 @@ async def _form(request: Request) -> dict[str, str]:
 async def decide(
     request: Request, deployment_id: str, decision: str, user: Requester
 ) -> RedirectResponse:
-    flow = views.workflow(request)
+    flow = workflow_for(request)
     form = await _form(request)
     reason = form.get("reason", "").strip()
     target = f"/deployments/{deployment_id}"
@@ -300,12 +275,12 @@ async def create_location(request: Request, user: Requester) -> Response:
     data = coerce(LocationIn, form_tree(form.items(), prefix="loc"))
     try:
         body = LocationIn.model_validate(data)
-        row = await loc.add_location(views.workflow(request), user, body)
+        row = await loc.add_location(workflow_for(request), user, body)
     except (ValidationError, DeploymentError) as exc:
         errors = (
             field_errors(exc, prefix="loc")
             if isinstance(exc, ValidationError)
-            else {"loc": _sentence(exc)}
+            else {"loc": sentence(exc)}
         )
         return page(
             request,
@@ -322,10 +297,10 @@ async def create_location(request: Request, user: Requester) -> Response:
 
 @router.get("/locations/{location_id}", response_class=HTMLResponse)
 async def location(request: Request, location_id: int, user: Reader) -> HTMLResponse:
-    flow = views.workflow(request)
+    flow = workflow_for(request)
     row, history = await loc.get_location(flow, location_id)
     async with request.app.state.db.session() as session:
-        lines = await views.lines(session, history)
+        lines = await listing.lines(session, history)
     return page(
         request,
         "location.html",

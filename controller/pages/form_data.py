@@ -10,7 +10,8 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from controller.pages.forms import DATETIMES, is_model, unwrap
+from controller.errors import sentence
+from controller.pages.model_fields import DATETIMES, is_model, unwrap
 
 __all__ = ["coerce", "field_errors", "form_tree"]
 
@@ -99,5 +100,5 @@ def field_errors(exc: ValidationError, *, prefix: str) -> dict[str, str]:
         message = message.removeprefix("Value error, ")
         if error.get("type") == "missing":
             message = "This is required"
-        found.setdefault(path, message[:1].upper() + message[1:].rstrip(".") + ".")
+        found.setdefault(path, sentence(message))
     return found

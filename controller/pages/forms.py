@@ -9,6 +9,9 @@ itself keeps every field on the page and lets the model's own validation speak:
 Field names are dotted paths (`pia.signage.erected_on`, `pia.risks.0.likelihood`); lists of
 models repeat a fieldset with an "Add another" button (listrows.js); a field whose name says
 it holds privacy masks is drawn as the mask editor (masks.js) over the reference frame.
+
+This module decides what the form holds (`form_nodes`: fieldsets, repeated groups, inputs
+with their values, hints and errors); the markup is the `_forms.html` template's.
 """
 
 from __future__ import annotations
@@ -16,52 +19,104 @@ from __future__ import annotations
 import enum
 import json
 import re
-import types
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from html import escape
-from typing import Annotated, Any, Literal, TypeGuard, Union, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from markupsafe import Markup
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    FutureDate,
-    FutureDatetime,
-    NaiveDatetime,
-    PastDate,
-    PastDatetime,
-)
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-__all__ = ["DATETIMES", "LABELS", "is_model", "label_for", "model_form", "unwrap"]
+from controller.pages.model_fields import DATES, DATETIMES, is_model, label_for, unwrap
+from controller.pages.templating import macro
+
+__all__ = [
+    "FieldNode",
+    "GroupNode",
+    "MasksNode",
+    "Node",
+    "RepeatNode",
+    "form_nodes",
+    "model_form",
+]
 
 LONG_TEXT = 200
 PLACEHOLDER_FRAME = "/static/frame-placeholder.svg"
-DATETIMES: tuple[Any, ...] = (datetime, AwareDatetime, NaiveDatetime, FutureDatetime, PastDatetime)
-_DATES: tuple[Any, ...] = (date, PastDate, FutureDate)
 _CHOICE_PATTERN = re.compile(r"^\^\(([\w|]+)\)\$$")
 
-
-def unwrap(annotation: Any) -> tuple[Any, bool]:
-    """(the type inside Optional / Annotated, whether None is allowed)."""
-    optional = False
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            annotation = get_args(annotation)[0]
-        elif origin in (Union, types.UnionType):
-            args = [a for a in get_args(annotation) if a is not type(None)]
-            optional = optional or len(args) < len(get_args(annotation))
-            if len(args) != 1:
-                return annotation, optional
-            annotation = args[0]
-        else:
-            return annotation, optional
+Widget = Literal["checkbox", "select", "lines", "date", "datetime", "number", "text", "textarea"]
 
 
-def is_model(annotation: Any) -> TypeGuard[type[BaseModel]]:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+@dataclass(frozen=True, slots=True)
+class FieldNode:
+    """One input: `widget` says which; `value` is the text it shows."""
+
+    ident: str
+    name: str
+    label: str
+    hint: str
+    error: str | None
+    widget: Widget
+    value: str
+    required: bool = False
+    checked: bool = False
+    described_by: tuple[str, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()
+    blank: str | None = None
+    step: str = ""
+    kind: Literal["field"] = "field"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupNode:
+    """A nested model's fieldset (`ident` set), or one entry of a repeated group (`number`)."""
+
+    ident: str | None
+    label: str
+    hint: str
+    error: str | None
+    error_ident: str
+    children: tuple[Node, ...]
+    number: str | None = None
+    kind: Literal["group"] = "group"
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatNode:
+    """A list of models: its entries, and the blank entry listrows.js copies for a new one
+    (`placeholder` stands for the index in the copied names)."""
+
+    ident: str
+    label: str
+    hint: str
+    error: str | None
+    error_ident: str
+    entries: tuple[GroupNode, ...]
+    blank_entry: GroupNode
+    placeholder: str
+    kind: Literal["repeat"] = "repeat"
+
+
+@dataclass(frozen=True, slots=True)
+class MasksNode:
+    """The privacy-mask editor over the reference frame; `polygons` is the hidden field's
+    JSON value."""
+
+    ident: str
+    name: str
+    label: str
+    hint: str
+    error: str | None
+    error_ident: str
+    image: str
+    polygons: str
+    frame_field: str | None = None
+    frame_url: str | None = None
+    kind: Literal["masks"] = "masks"
+
+
+Node = FieldNode | GroupNode | RepeatNode | MasksNode
 
 
 def _choices(annotation: Any, info: FieldInfo | None = None) -> list[str] | None:
@@ -74,41 +129,6 @@ def _choices(annotation: Any, info: FieldInfo | None = None) -> list[str] | None
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return [str(m.value) for m in annotation]
     return None
-
-
-#: Labels where the field name alone reads badly.
-LABELS = {
-    "unit_id": "Unit",
-    "location_id": "Location",
-    "pia": "Privacy impact assessment",
-    "items": "Crime / ASB references",
-    "dpo_advice": "Data protection officer's advice",
-    "dpo_name": "DPO's name",
-    "prior_consultation": "Prior consultation with the ICO",
-    "max_fps": "Maximum frame rate (fps)",
-    "bitrate_kbps": "Bitrate (kbit/s)",
-    "geofence_radius_m": "Geofence radius (m)",
-    "lat": "Latitude",
-    "lon": "Longitude",
-    "retention_days": "Retention (days)",
-    "equality": "Equality impact",
-}
-_ACRONYMS = {"pia": "PIA", "dpo": "DPO", "ico": "ICO", "asb": "ASB", "id": "ID"}
-
-
-def label_for(name: str, info: FieldInfo | None = None) -> str:
-    """A field's label: its title, a known label, or its name in words."""
-    if info is not None and info.title:
-        return info.title
-    if name in LABELS:
-        return LABELS[name]
-    words = [_ACRONYMS.get(w, w) for w in name.split("_")]
-    text = " ".join(words)
-    return text[:1].upper() + text[1:]
-
-
-def _label(name: str, info: FieldInfo) -> str:
-    return label_for(name, info)
 
 
 def _ident(path: str) -> str:
@@ -127,89 +147,80 @@ def _is_masks(name: str, annotation: Any) -> bool:
     return "mask" in name and get_origin(unwrap(annotation)[0]) is list
 
 
-class _Writer:
-    def __init__(
-        self,
-        errors: Mapping[str, str],
-        mask_image: str | None,
-        depth: int = 0,
-        choices: Mapping[str, list[tuple[str, str]]] | None = None,
-        frame_source: tuple[str, str] | None = None,
-    ) -> None:
-        self.choices = dict(choices or {})
-        self.frame_source = frame_source
-        self.errors = errors
-        self.depth = depth
-        self.mask_image = mask_image
-        self.out: list[str] = []
+@dataclass(frozen=True, slots=True)
+class _Builder:
+    errors: Mapping[str, str]
+    mask_image: str | None
+    depth: int = 0
+    choices: Mapping[str, list[tuple[str, str]]] = field(default_factory=dict)
+    frame_source: tuple[str, str] | None = None
 
-    def w(self, text: str) -> None:
-        self.out.append(text)
-
-    def model(self, model: type[BaseModel], values: Mapping[str, Any], path: str) -> None:
+    def model(
+        self, model: type[BaseModel], values: Mapping[str, Any], path: str
+    ) -> tuple[Node, ...]:
+        nodes: list[Node] = []
         for name, info in model.model_fields.items():
             annotation = unwrap(info.annotation)[0]
             if info.exclude or (
                 get_origin(annotation) is Literal and len(get_args(annotation)) == 1
             ):
                 continue  # a fixed tag, not a question
-            self.field(name, info, values.get(name, _default(info)), f"{path}.{name}")
+            nodes.append(self.field(name, info, values.get(name, _default(info)), f"{path}.{name}"))
+        return tuple(nodes)
 
-    def field(self, name: str, info: FieldInfo, value: Any, path: str) -> None:
+    def field(self, name: str, info: FieldInfo, value: Any, path: str) -> Node:
         annotation, optional = unwrap(info.annotation)
-        label = _label(name, info)
+        label = label_for(name, info)
         hint = info.description or ""
         if _is_masks(name, annotation):
-            self.masks(path, label, hint, value)
-            return
+            return self.masks(path, label, hint, value)
         if is_model(annotation):
-            self.w(f'<fieldset id="{_ident(path)}"><legend>{escape(label)}</legend>')
-            if hint:
-                self.w(f'<p class="hint muted small">{escape(hint)}</p>')
-            self.error(path)
-            self.model(annotation, value if isinstance(value, Mapping) else {}, path)
-            self.w("</fieldset>")
-            return
+            return GroupNode(
+                ident=_ident(path),
+                label=label,
+                hint=hint,
+                error=self.errors.get(path),
+                error_ident=_ident(path) + "-error",
+                children=self.model(annotation, value if isinstance(value, Mapping) else {}, path),
+            )
         if get_origin(annotation) is list and is_model(unwrap(get_args(annotation)[0])[0]):
-            self.repeat(path, label, hint, unwrap(get_args(annotation)[0])[0], value)
-            return
-        self.scalar(path, label, hint, annotation, optional or not info.is_required(), info, value)
-
-    def repeat(self, path: str, label: str, hint: str, item: type[BaseModel], value: Any) -> None:
-        items = list(value) if isinstance(value, list) and value else [{}]
-        ident = _ident(path)
-        self.w(f'<fieldset id="{ident}-group"><legend>{escape(label)}</legend>')
-        if hint:
-            self.w(f'<p class="hint muted small">{escape(hint)}</p>')
-        self.error(path)
-        placeholder = f"__i{self.depth}__"
-        self.w(f'<div id="{ident}" data-next="{len(items)}" data-placeholder="{placeholder}">')
-        for index, entry in enumerate(items):
-            self.item(path, label, item, entry if isinstance(entry, Mapping) else {}, str(index))
-        self.w("</div>")
-        template = _Writer({}, self.mask_image, self.depth + 1, self.choices, self.frame_source)
-        template.item(path, label, item, {}, placeholder)
-        self.w(f'<template id="{ident}-template">{"".join(template.out)}</template>')
-        self.w(
-            f'<button type="button" class="secondary" data-add-row="{ident}">'
-            f"Add another: {escape(label.lower())}</button></fieldset>"
+            return self.repeat(path, label, hint, unwrap(get_args(annotation)[0])[0], value)
+        return self.scalar(
+            path, label, hint, annotation, optional or not info.is_required(), info, value
         )
 
-    def item(
-        self, path: str, label: str, item: type[BaseModel], values: Mapping[str, Any], index: str
-    ) -> None:
-        number = str(int(index) + 1) if index.isdigit() else "new"
-        self.w(f'<fieldset class="item"><legend>{escape(label)}: {number}</legend>')
-        self.model(item, values, f"{path}.{index}")
-        self.w("</fieldset>")
+    def repeat(
+        self, path: str, label: str, hint: str, item: type[BaseModel], value: Any
+    ) -> RepeatNode:
+        items = list(value) if isinstance(value, list) and value else [{}]
+        placeholder = f"__i{self.depth}__"
+        blank = _Builder({}, self.mask_image, self.depth + 1, self.choices, self.frame_source)
+        return RepeatNode(
+            ident=_ident(path),
+            label=label,
+            hint=hint,
+            error=self.errors.get(path),
+            error_ident=_ident(path) + "-error",
+            entries=tuple(
+                self.entry(path, label, item, entry if isinstance(entry, Mapping) else {}, str(i))
+                for i, entry in enumerate(items)
+            ),
+            blank_entry=blank.entry(path, label, item, {}, placeholder),
+            placeholder=placeholder,
+        )
 
-    def error(self, path: str) -> str:
-        message = self.errors.get(path)
-        if message is None:
-            return ""
-        ident = _ident(path) + "-error"
-        self.w(f'<p class="error-text" id="{ident}">{escape(message)}</p>')
-        return ident
+    def entry(
+        self, path: str, label: str, item: type[BaseModel], values: Mapping[str, Any], index: str
+    ) -> GroupNode:
+        return GroupNode(
+            ident=None,
+            label=label,
+            hint="",
+            error=None,
+            error_ident="",
+            children=self.model(item, values, f"{path}.{index}"),
+            number=str(int(index) + 1) if index.isdigit() else "new",
+        )
 
     def scalar(
         self,
@@ -220,101 +231,69 @@ class _Writer:
         optional: bool,
         info: FieldInfo,
         value: Any,
-    ) -> None:
+    ) -> FieldNode:
         ident = _ident(path)
-        name = escape(path)
-        described = []
-        self.w('<div class="field">')
+        error = self.errors.get(path)
+        common: dict[str, Any] = {
+            "ident": ident,
+            "name": path,
+            "label": label,
+            "hint": hint,
+            "error": error,
+        }
         if annotation is bool:
-            checked = " checked" if value in (True, "true", "on") else ""
-            self.w(f'<input type="hidden" name="{name}" value="false">')
-            self.w(
-                f'<label><input type="checkbox" id="{ident}" name="{name}" value="true"{checked}> '
-                f"{escape(label)}</label>"
+            return FieldNode(
+                **common, widget="checkbox", value="", checked=value in (True, "true", "on")
             )
-            if hint:
-                self.w(f'<span class="hint">{escape(hint)}</span>')
-            self.error(path)
-            self.w("</div>")
-            return
-        need = "" if optional else ' <span class="muted small">(required)</span>'
-        self.w(f'<label for="{ident}">{escape(label)}{need}</label>')
-        if hint:
-            self.w(f'<span class="hint" id="{ident}-hint">{escape(hint)}</span>')
-            described.append(f"{ident}-hint")
-        error = self.error(path)
-        if error:
-            described.append(error)
-        attrs = f'id="{ident}" name="{name}"'
-        if described:
-            attrs += f' aria-describedby="{" ".join(described)}"'
-        if error:
-            attrs += ' aria-invalid="true"'
+        described = ((f"{ident}-hint",) if hint else ()) + (
+            (f"{ident}-error",) if error is not None else ()
+        )
+        common.update(required=not optional, described_by=described)
         found = _choices(annotation, info)
         options = self.choices.get(path) or (
             None if found is None else [(c, c.replace("_", " ")) for c in found]
         )
         text = "" if value is None else _text(value)
         if options is not None:
-            self.w(f"<select {attrs}>")
+            blank = None
             if optional or not text:
                 blank = "(not stated)" if optional else "Choose…"
-                self.w(f'<option value="">{blank}</option>')
-            for choice, shown in options:
-                selected = " selected" if choice == text else ""
-                self.w(f'<option value="{escape(choice)}"{selected}>{escape(shown)}</option>')
-            self.w("</select>")
-        elif get_origin(annotation) is list:
+            return FieldNode(
+                **common, widget="select", value=text, options=tuple(options), blank=blank
+            )
+        if get_origin(annotation) is list:
             lines = "\n".join(_text(v) for v in value) if isinstance(value, list) else text
-            self.w(f'<textarea {attrs} rows="3">{escape(lines)}</textarea>')
-            self.w('<span class="hint">One per line.</span>')
-        elif annotation in _DATES:
-            self.w(f'<input type="date" {attrs} value="{escape(text[:10])}">')
-        elif annotation in DATETIMES:
-            self.w(f'<input type="datetime-local" {attrs} value="{escape(text[:16])}">')
-        elif annotation in (int, float):
+            return FieldNode(**common, widget="lines", value=lines)
+        if annotation in DATES:
+            return FieldNode(**common, widget="date", value=text[:10])
+        if annotation in DATETIMES:
+            return FieldNode(**common, widget="datetime", value=text[:16])
+        if annotation in (int, float):
             step = "1" if annotation is int else "any"
-            self.w(f'<input type="number" step="{step}" {attrs} value="{escape(text)}">')
-        elif annotation is str and (_max_length(info) or LONG_TEXT + 1) <= LONG_TEXT:
-            self.w(f'<input type="text" {attrs} value="{escape(text)}">')
-        elif annotation is str:
-            self.w(f'<textarea {attrs} rows="3">{escape(text)}</textarea>')
-        else:  # anything else is edited as JSON
-            shown = text if isinstance(value, str) else json.dumps(value)
-            self.w(f'<textarea {attrs} rows="3">{escape(shown)}</textarea>')
-        self.w("</div>")
+            return FieldNode(**common, widget="number", value=text, step=step)
+        if annotation is str and (_max_length(info) or LONG_TEXT + 1) <= LONG_TEXT:
+            return FieldNode(**common, widget="text", value=text)
+        if annotation is str:
+            return FieldNode(**common, widget="textarea", value=text)
+        # anything else is edited as JSON
+        shown = text if isinstance(value, str) else json.dumps(value)
+        return FieldNode(**common, widget="textarea", value=shown)
 
-    def masks(self, path: str, label: str, hint: str, value: Any) -> None:
-        ident = _ident(path)
-        polygons = json.dumps(_masks(value))
-        self.w(f'<fieldset id="{ident}-group"><legend>{escape(label)}</legend>')
-        self.w(
-            '<p class="hint muted small">Click on the reference frame to add the corners of an '
-            "area to black out; choose Finish polygon after the last corner. "
-            f"{escape(hint)}</p>"
-        )
-        self.error(path)
-        source = ""
+    def masks(self, path: str, label: str, hint: str, value: Any) -> MasksNode:
+        frame_field = frame_url = None
         if self.frame_source is not None:
-            field, url = self.frame_source
-            source = f' data-frame-source="{escape(_ident(field))}" data-frame-url="{escape(url)}"'
-        self.w(
-            f'<div class="mask-editor" data-field="{ident}" data-status="{ident}-status"{source}>'
-            f'<img src="{escape(self.mask_image or PLACEHOLDER_FRAME)}" '
-            'alt="Reference frame of the unit" '
-            'width="1280" height="720">'
-            '<canvas aria-label="Privacy mask drawing area" data-testid="mask-canvas"></canvas>'
-            '<p class="actions" style="margin-top:.5rem">'
-            f'<label for="{ident}-label" class="small">What the next mask hides</label>'
-            f'<input type="text" id="{ident}-label" data-mask-label maxlength="200" '
-            'placeholder="e.g. windows of no. 12">'
-            '<button type="button" class="secondary" data-action="finish">Finish polygon</button>'
-            '<button type="button" class="secondary" data-action="undo">Undo point</button>'
-            '<button type="button" class="secondary" data-action="clear">Clear masks</button>'
-            "</p>"
-            f'<p id="{ident}-status" class="muted small" role="status"></p></div>'
-            f'<input type="hidden" id="{ident}" name="{escape(path)}" value="{escape(polygons)}">'
-            "</fieldset>"
+            frame_field, frame_url = _ident(self.frame_source[0]), self.frame_source[1]
+        return MasksNode(
+            ident=_ident(path),
+            name=path,
+            label=label,
+            hint=hint,
+            error=self.errors.get(path),
+            error_ident=_ident(path) + "-error",
+            image=self.mask_image or PLACEHOLDER_FRAME,
+            polygons=json.dumps(_masks(value)),
+            frame_field=frame_field,
+            frame_url=frame_url,
         )
 
 
@@ -354,6 +333,24 @@ def _masks(value: Any) -> list[dict[str, Any]]:
     return masks
 
 
+def form_nodes(
+    model: type[BaseModel],
+    *,
+    values: Mapping[str, Any] | None = None,
+    prefix: str,
+    errors: Mapping[str, str] | None = None,
+    mask_image: str | None = None,
+    choices: Mapping[str, list[tuple[str, str]]] | None = None,
+    frame_source: tuple[str, str] | None = None,
+) -> tuple[Node, ...]:
+    """What the form of `model` holds, field by field (see `model_form`)."""
+    builder = _Builder(errors or {}, mask_image, 0, choices or {}, frame_source)
+    return builder.model(model, values or {}, prefix)
+
+
+_draw = macro("_forms.html", "model_form")
+
+
 def model_form(
     model: type[BaseModel],
     *,
@@ -368,6 +365,13 @@ def model_form(
     turns a field (by its dotted name) into a select of (value, label) pairs;
     `frame_source` = (dotted name of the unit field, URL with {unit}) makes the mask editor
     follow the chosen unit's reference frame."""
-    writer = _Writer(errors or {}, mask_image, choices=choices, frame_source=frame_source)
-    writer.model(model, values or {}, prefix)
-    return Markup("".join(writer.out))
+    nodes = form_nodes(
+        model,
+        values=values,
+        prefix=prefix,
+        errors=errors,
+        mask_image=mask_image,
+        choices=choices,
+        frame_source=frame_source,
+    )
+    return _draw(nodes)

@@ -10,24 +10,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
 
 from controller import audit
-from controller.api.accounts import Accounts
-from controller.api.auth import Role, User, contractor_scope, require_role
+from controller.accounts import Accounts
+from controller.api.auth import Permission, User, allow, contractor_scope
+from controller.fleet.kpis import kpi_report
 from controller.evidence.case_views import CASE_TYPE_WORDS, OUTCOME_WORDS
 from controller.evidence.evidence_logs import evidence_kpis
-from controller.pages.kpis import kpi_report
 from controller.pages.render import PageRoute, page
-from controller.store.audit import AuditEntry
 
 __all__ = ["router"]
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-KpiUser = Annotated[User, Depends(require_role(Role.MANAGER, Role.AUDITOR))]
-AuditUser = Annotated[User, Depends(require_role(Role.MANAGER, Role.AUDITOR))]
-ManagerUser = Annotated[User, Depends(require_role(Role.MANAGER))]
+KpiUser = Annotated[User, Depends(allow(Permission.VIEW_KPIS))]
+AuditUser = Annotated[User, Depends(allow(Permission.VIEW_AUDIT))]
+UsersUser = Annotated[User, Depends(allow(Permission.VIEW_USERS))]
 AUDIT_PAGE = 100
 DEFAULT_PERIOD_DAYS = 30
 
@@ -95,17 +93,11 @@ async def audit_log(
 ) -> HTMLResponse:
     db = request.app.state.db
     check = await audit.verify(db)
-    query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(AUDIT_PAGE)
-    if before is not None:
-        query = query.where(AuditEntry.seq < before)
-    if actor:
-        query = query.where(AuditEntry.actor == actor)
-    if action:
-        query = query.where(AuditEntry.action == action)
-    async with db.session() as session:
-        rows = list((await session.execute(query)).scalars())
-    entries = [(row, _details(row.details_json)) for row in rows]
-    older = rows[-1].seq if len(rows) == AUDIT_PAGE and rows[-1].seq > 1 else None
+    found = await audit.entries(
+        db, limit=AUDIT_PAGE, before=before, actor=actor or None, action=action or None
+    )
+    entries = [(record, _details(record.details)) for record in found.records]
+    older = found.older
     return page(
         request,
         "audit.html",
@@ -120,21 +112,16 @@ async def audit_log(
     )
 
 
-def _details(text: str) -> list[tuple[str, str]]:
-    try:
-        value: Any = json.loads(text)
-    except ValueError:
-        return [("unreadable", text[:200])]
-    if not isinstance(value, dict):
-        return [("value", str(value))]
+def _details(details: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each detail as (name, text): text as it is, anything else as JSON."""
     return [
         (str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True)[:300])
-        for k, v in value.items()
+        for k, v in details.items()
     ]
 
 
 @router.get("/users", response_class=HTMLResponse)
-async def users(request: Request, user: ManagerUser) -> HTMLResponse:
+async def users(request: Request, user: UsersUser) -> HTMLResponse:
     accounts: Accounts = request.app.state.accounts
     rows = await accounts.users()
     return page(request, "users.html", user, title="Users", section="users", rows=rows)

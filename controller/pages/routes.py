@@ -16,7 +16,8 @@
     /kpis?from=&to=, /audit, /users
     /static/{file}
 
-Every page checks the role (a refusal is an HTML page with a sentence, 403), every form
+Every page checks a permission of `controller.accounts.permissions`, the table the JSON
+routes use too (a refusal is an HTML page with a sentence, 403), every form
 carries the session's CSRF token, a contractor sees only the units on their contract and
 never footage, snapshots or PIA content.
 """

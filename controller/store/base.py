@@ -36,13 +36,26 @@ from sqlalchemy.types import TypeDecorator
 
 from controller.errors import StoreError
 
-__all__ = ["MIGRATIONS_DIR", "Base", "Database", "UTCDateTime", "is_unavailable", "utcnow"]
+__all__ = [
+    "DATABASE_ERRORS",
+    "MIGRATIONS_DIR",
+    "Base",
+    "Database",
+    "Session",
+    "UTCDateTime",
+    "is_unavailable",
+    "utcnow",
+]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 #: How long a SQLite writer waits for the lock before failing (seconds).
 SQLITE_BUSY_TIMEOUT_S = 30.0
 #: Advisory lock key held while migrating PostgreSQL (several controllers may start at once).
 _MIGRATE_LOCK = 0x43435456_0001
+#: A session of `Database.session()`, for code above the store that passes one along.
+Session = AsyncSession
+#: The errors the database driver raises through SQLAlchemy (for handlers keyed by class).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError,)
 
 
 def utcnow() -> datetime:
@@ -164,6 +177,11 @@ class Database:
         """One session; rolled back on error or when left without commit."""
         async with self.sessions() as session:
             yield session
+
+    async def ping(self) -> None:
+        """Return when the database answers a trivial query; raise when it cannot."""
+        async with self.session() as session:
+            await session.execute(text("SELECT 1"))
 
     async def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema (Alembic, run programmatically) to `revision`."""

@@ -95,7 +95,8 @@ _EMPTY: dict[str, Any] = {
 class LiveStatus:
     """One unit's live status row. Attribute names are the `unit_status` columns; the
     annotated ones are those ingest uses by name (the heartbeat columns are set from
-    `HEARTBEAT_COLUMNS`). Only `READ_COLUMNS` can be read back before being set."""
+    `controller.fleet.state.HEARTBEAT_COLUMNS`). Only `READ_COLUMNS` can be read back
+    before being set."""
 
     unit_id: str
     online: bool | None

@@ -1,5 +1,5 @@
 """Login attempts: every attempt to sign in with its outcome, for the login limits and for
-review (`controller.api.logins` says how the limits use them).
+review (`controller.accounts.logins` says how the limits use them).
 
     login_attempts   when, the username as typed, the client address, the outcome and,
                      from a browser the user had signed in on before, that browser's

@@ -2,8 +2,8 @@
 unit's recording index (its signed checkpoints, the chain entries they cover, the segment
 summaries) and the commands sent to units with each acknowledgement.
 
-Written by `controller.unit_reports` (from ingest) and `controller.commands`; read by the
-API and the unit page. Migration: 0004_unit_reports.
+Written by `controller.fleet.unit_reports` (from ingest) and `controller.fleet.commands`;
+read by the API and the unit page. Migration: 0004_unit_reports.
 """
 
 from __future__ import annotations

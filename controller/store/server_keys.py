@@ -4,7 +4,7 @@ process on it (and every restart) signs alike.
     server_keys      one row per key: its name and 256 random bits (URL-safe base64)
 
 Today one key signs the login cookies (device cookies and sign-in forms,
-`controller.api.logins`). A key is made on first use and never leaves the database and
+`controller.accounts.logins`). A key is made on first use and never leaves the database and
 the process; anyone who can read this table can forge those cookies, which gains no
 access (they only decide which login limit applies), so it is kept like the rest of the
 database, not apart.

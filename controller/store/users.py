@@ -54,14 +54,20 @@ CLIENT_MAX = 64
 class UserStoreError(ControllerError):
     """A change to the users tables that cannot be made."""
 
+    status = 409
+
 
 class UserExists(UserStoreError):
+    status = 409
+
     def __init__(self, username: str) -> None:
         super().__init__(f"a user named {username!r} already exists")
         self.username = username
 
 
 class UnknownUser(UserStoreError):
+    status = 404
+
     def __init__(self, username: str) -> None:
         super().__init__(f"there is no user named {username!r}")
         self.username = username

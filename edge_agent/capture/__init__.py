@@ -1,6 +1,5 @@
 """Camera capture: sources chosen by URL, each read in its own thread."""
 
-from edge_agent.capture.backoff import Backoff
 from edge_agent.capture.base import (
     CaptureError,
     CaptureSource,
@@ -21,7 +20,6 @@ from edge_agent.capture.synthetic import SyntheticFault, SyntheticSource
 from edge_agent.capture.v4l2 import V4L2Source
 
 __all__ = [
-    "Backoff",
     "CaptureError",
     "CaptureSource",
     "FileSource",

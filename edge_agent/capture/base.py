@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import av
 import numpy as np
 
-from edge_agent.capture.backoff import Backoff
+from edge_agent.backoff import Backoff
 from edge_agent.errors import AgentError
 
 __all__ = [
@@ -174,7 +174,7 @@ class CaptureSource(ABC):
         if sample_interval is not None and sample_interval <= 0:
             raise ValueError("sample_interval must be positive (or None to disable)")
         self.url = url
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff(base=0.5, cap=30.0, floor=0.05)
         self._sample_interval = sample_interval
         self._stop = threading.Event()
         self._stopping = False  # mirrors `_stop` for the per-item loops: no call to read

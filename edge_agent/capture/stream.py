@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import av
 
-from edge_agent.capture.backoff import Backoff
+from edge_agent.backoff import Backoff
 from edge_agent.capture.base import (
     CaptureSource,
     MediaKind,

@@ -28,7 +28,7 @@ import av
 import cv2
 import numpy as np
 
-from edge_agent.capture.backoff import Backoff
+from edge_agent.backoff import Backoff
 from edge_agent.capture.base import (
     CaptureSource,
     MediaKind,

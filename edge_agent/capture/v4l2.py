@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import av
 import cv2
 
-from edge_agent.capture.backoff import Backoff
+from edge_agent.backoff import Backoff
 from edge_agent.capture.base import (
     CaptureSource,
     MediaKind,

@@ -1,6 +1,6 @@
 """`UnitLink`: the unit's MQTT connection to the control room.
 
-    link = UnitLink(settings, Outbox.open(data_dir / "outbox.sqlite"))
+    link = UnitLink(settings, Outbox.open(data_dir / "outbox.sqlite"), unit_id="cam-01")
     link.on_command(handle_command)            # async (Command) -> None
     link.on_authorization(handle_authz)        # async (Authorization | Revocation) -> None
     tg.create_task(link.run(), name="link")    # in the service's TaskGroup
@@ -31,61 +31,109 @@ certificate (see `edge_agent.link.tls`) or a refused subscription is a *refusal*
 else (refused TCP, DNS, timeouts, broker restarts) is retried forever with capped
 exponential backoff and full jitter, reset after a connection held `stable_after_s`.
 
-Opening a connection and telling a refusal from a network fault:
-`edge_agent.link.connecting`; subscribing, announcing and serving one connection:
-`edge_agent.link.session`.
+The link is made of parts it owns: `Inbound` (what arrives on `cmd` and `authz`),
+`OutboxSender` (replay and PUBACKs), `UnitStates` (the retained state messages), and for
+each connection a `LinkSession` (subscribe, announce, serve, offline). Opening a
+connection and telling a refusal from a network fault: `edge_agent.link.connecting`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import random
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import aiomqtt
 
+from edge_agent.backoff import Backoff
 from edge_agent.link.connecting import (
     ConnectFailed,
     SessionEnded,
     check_still_refused,
     describe,
     enter_client,
-    reconnect_delay,
 )
 from edge_agent.link.errors import LinkClosed, LinkDown, LinkError, LinkRefused
-from edge_agent.link.inbound import AuthorizationHandler, CommandHandler
+from edge_agent.link.inbound import AuthorizationHandler, CommandHandler, Inbound
 from edge_agent.link.outbox import MessageClass, Outbox
-from edge_agent.link.session import LinkSession
+from edge_agent.link.sender import OutboxSender
+from edge_agent.link.session import LinkSession, UnitStates
 from edge_agent.link.settings import LinkSettings
 from edge_agent.link.tls import Verdict, client_context
-from protocol.messages import Envelope, encode
+from protocol.messages import Envelope
+from protocol.topics import Channel, Topics, validate_unit_id
 
-__all__ = ["WILL_SEQ", "AuthorizationHandler", "CommandHandler", "UnitLink", "reconnect_delay"]
+__all__ = ["WILL_SEQ", "AuthorizationHandler", "CommandHandler", "UnitLink"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: The seq of the will: the counter starts at 1, so 0 never collides with a real message.
 WILL_SEQ = 0
 
 
-class UnitLink(LinkSession):
-    """The unit's MQTT link: durable outbox, ordered replay, reconnect, inbound commands."""
+class UnitLink:
+    """The unit's MQTT link: durable outbox, ordered replay, reconnect, inbound commands.
+
+    `settings` is the `[broker]` table of `agent.toml`; `unit_id` is the unit's
+    certificate CN and MQTT client id; `agent_version` goes into the unit state.
+    """
 
     def __init__(
-        self, settings: LinkSettings, outbox: Outbox, *, rng: random.Random | None = None
+        self,
+        settings: LinkSettings,
+        outbox: Outbox,
+        *,
+        unit_id: str,
+        agent_version: str = "",
+        rng: random.Random | None = None,
     ) -> None:
-        super().__init__(settings, outbox)
-        self._rng = rng or random.Random()
+        if len(agent_version) > 100:
+            raise ValueError("agent_version is longer than 100 characters")
+        self.settings = settings
+        self.unit_id = validate_unit_id(unit_id)
+        self._outbox = outbox
+        self._backoff = Backoff(
+            settings.backoff_base_s, settings.backoff_cap_s, rng=rng or random.Random()
+        )
+        topics = Topics(settings.topic_root)
+        self._states = UnitStates(
+            unit_id,
+            topics.unit(unit_id, Channel.STATE),
+            boot_id=outbox.boot_id,
+            agent_version=agent_version,
+        )
+        # One thread owns the SQLite work so an fsync never stalls the event loop.
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._inbound = Inbound(unit_id, topics)
+        self._sender = OutboxSender(
+            outbox, self._in_db, inflight=settings.inflight, ack_timeout=settings.ack_timeout_s
+        )
+        #: Set while connected, subscribed and announced online.
+        self.connected = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._stop = asyncio.Event()
+        self._close_reason = "shutdown"
         self._finished = asyncio.Event()
         self._running = False
         self._refused = False
         self._closed = False
+        self.connects = 0
         self.failed_attempts = 0
+
+    @property
+    def boot_id(self) -> str:
+        """This process's boot id (fresh each start, recorded in the outbox)."""
+        return self._outbox.boot_id
 
     # -- public API ------------------------------------------------------------------------
 
@@ -136,7 +184,7 @@ class UnitLink(LinkSession):
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.settings.ack_timeout_s):
-                await client.unsubscribe(self._state_topic, timeout=math.inf)
+                await client.unsubscribe(self._states.topic, timeout=math.inf)
         except (aiomqtt.MqttError, TimeoutError) as exc:
             raise LinkDown("measure the broker round trip", f"no answer ({exc})") from exc
         return time.monotonic() - started
@@ -175,17 +223,17 @@ class UnitLink(LinkSession):
             except TimeoutError:
                 log.warning(
                     "unit=%s link closing with %d message(s) unsent (sent at next start)",
-                    s.unit_id,
+                    self.unit_id,
                     self._outbox.depth(),
                 )
-        # The session, if any, publishes the offline state and disconnects (`_session`).
+        # The session, if any, publishes the offline state and disconnects (`_connection`).
         self._stop.set()
         if self._running:
             try:
                 async with asyncio.timeout(s.connect_timeout_s * 2 + s.ack_timeout_s):
                     await self._finished.wait()
             except TimeoutError:
-                log.warning("unit=%s link did not stop in time", s.unit_id)
+                log.warning("unit=%s link did not stop in time", self.unit_id)
         self._db.shutdown(wait=False)
 
     # -- connection loop -------------------------------------------------------------------
@@ -197,7 +245,7 @@ class UnitLink(LinkSession):
         while not self._stop.is_set():
             connected_at: float | None = None
             try:
-                connected_at = await self._session(context)
+                connected_at = await self._connection(context)
                 why = "closed"
             except ConnectFailed as exc:
                 self.failed_attempts += 1
@@ -205,7 +253,7 @@ class UnitLink(LinkSession):
                 if self._refused:
                     refusals += 1
                     if refusals >= s.refusals_before_fatal:
-                        log.error("unit=%s link refused: %s", s.unit_id, exc.detail)
+                        log.error("unit=%s link refused: %s", self.unit_id, exc.detail)
                         raise LinkRefused(s.host, s.port, exc.detail, refusals) from exc
                 else:
                     refusals = 0
@@ -217,28 +265,30 @@ class UnitLink(LinkSession):
                 return
             if connected_at is not None and time.monotonic() - connected_at >= s.stable_after_s:
                 attempt = 0
-            delay = reconnect_delay(attempt, s.backoff_base_s, s.backoff_cap_s, self._rng)
+            delay = self._backoff.delay(attempt)
             attempt += 1
-            log.warning("unit=%s link down: %s; retry %d in %.1f s", s.unit_id, why, attempt, delay)
+            log.warning(
+                "unit=%s link down: %s; retry %d in %.1f s", self.unit_id, why, attempt, delay
+            )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._stop.wait()
 
-    async def _session(self, context: ssl.SSLContext) -> float | None:
+    async def _connection(self, context: ssl.SSLContext) -> float | None:
         """One connection. Returns on close(); raises ConnectFailed or SessionEnded."""
         s = self.settings
         if self._refused:
             await check_still_refused(s, context)
         will = aiomqtt.Will(
-            self._state_topic,
-            encode(self._state(WILL_SEQ, online=False, reason="connection lost")),
+            self._states.topic,
+            self._states.encode(WILL_SEQ, online=False, reason="connection lost"),
             qos=1,
             retain=True,
         )
         client = aiomqtt.Client(
             s.host,
             s.port,
-            identifier=s.unit_id,
+            identifier=self.unit_id,
             tls_context=context,
             will=will,
             clean_session=False,
@@ -247,13 +297,22 @@ class UnitLink(LinkSession):
             max_inflight_messages=s.inflight,
         )
         client.pending_calls_threshold = s.inflight + 4
+        session = LinkSession(
+            client,
+            states=self._states,
+            next_seq=functools.partial(self._in_db, self._outbox.next_seq),
+            inbound=self._inbound,
+            sender=self._sender,
+            ack_timeout_s=s.ack_timeout_s,
+        )
         async with contextlib.AsyncExitStack() as stack:
             await enter_client(stack, client, s, context)
             connected_at = time.monotonic()
             try:
-                await self._announce(client)
-                await self._serve(client)
-                await self._announce_offline(client)
+                await session.announce()
+                self._up(client)
+                await session.serve(self._stop)
+                await session.announce_offline(self._close_reason)
             except ConnectFailed:
                 raise
             except Exception as exc:
@@ -264,3 +323,20 @@ class UnitLink(LinkSession):
                 await self._sender.flush_acks()
             return connected_at
         return None  # pragma: no cover (AsyncExitStack does not swallow)
+
+    def _up(self, client: aiomqtt.Client) -> None:
+        self.connects += 1
+        self._client = client
+        self.connected.set()
+        s = self.settings
+        log.info(
+            "unit=%s link up: %s:%d, %d message(s) to replay",
+            self.unit_id,
+            s.host,
+            s.port,
+            self._outbox.depth(),
+        )
+
+    async def _in_db(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db, functools.partial(fn, *args))

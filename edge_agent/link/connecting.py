@@ -1,12 +1,12 @@
 """Opening one MQTT connection to the broker, and telling a refusal (`Verdict.REFUSED`: a
 CONNACK code retrying cannot fix, or a TLS refusal of either certificate, see
-`edge_agent.link.tls`) from a network fault that is retried after `reconnect_delay`."""
+`edge_agent.link.tls`) from a network fault, which the link retries after a backoff
+(`edge_agent.backoff`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import ssl
 
 import aiomqtt
@@ -22,7 +22,6 @@ __all__ = [
     "describe",
     "enter_client",
     "reason_code",
-    "reconnect_delay",
 ]
 
 #: CONNACK reason codes that retrying cannot fix (paho maps MQTT 3.1.1 return codes 1-5
@@ -88,12 +87,6 @@ async def enter_client(
             raise ConnectFailed(Verdict.NETWORK, network_detail(cause, s.host, s.port)) from exc
         found = await diagnose(s.host, s.port, context, within=s.connect_timeout_s)
         raise ConnectFailed(found.verdict, found.detail) from exc
-
-
-def reconnect_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Full jitter: uniform(0, min(cap, base * 2**attempt)), so a fleet that lost its broker
-    together does not come back in step (attempt counts from 0)."""
-    return rng.uniform(0.0, min(cap, base * 2.0 ** min(attempt, 32)))
 
 
 def reason_code(rc: object) -> int:

@@ -136,6 +136,11 @@ class Outbox:
             self._set_meta("boot_id", self.boot_id)
         self.boots = boots
 
+    @property
+    def max_rows(self) -> int:
+        """The bound: at most this many messages are kept."""
+        return self._max_rows
+
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod

@@ -1,27 +1,34 @@
-"""Settings of the unit's MQTT link (the service maps `agent.toml` onto them)."""
+"""Settings of the unit's MQTT link: the `[broker]` table of `agent.toml`.
+
+The link takes this model as it is (`UnitLink(settings, ...)`); the unit's id and the
+agent's version, which are not settings of the link, are given beside it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from protocol.topics import DEFAULT_ROOT, validate_unit_id
+from protocol.topics import DEFAULT_ROOT
 
 __all__ = ["LinkSettings"]
 
 
 class LinkSettings(BaseModel):
+    """Where the broker is, the unit's TLS identity, and the link's limits and backoff.
+    Relative paths are read from the folder of `agent.toml`."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    unit_id: str = Field(description="This unit's id: its certificate CN and MQTT client id")
-    host: str = Field(description="Broker host name or address")
+    host: str = Field("127.0.0.1", description="Broker host name or address")
     port: int = Field(8883, ge=1, le=65535, description="Broker TLS port")
     topic_root: str = Field(DEFAULT_ROOT, description="Topic root shared by the fleet")
-    ca_file: Path = Field(description="Fleet CA certificate: the broker's must chain to it")
-    cert_file: Path = Field(description="This unit's client certificate")
-    key_file: Path = Field(description="This unit's TLS private key")
-    agent_version: str = Field("", max_length=100, description="Reported in the unit state")
+    ca_file: Path = Field(
+        Path("ca.crt"), description="Fleet CA certificate: the broker's must chain to it"
+    )
+    cert_file: Path = Field(Path("unit.crt"), description="This unit's client certificate")
+    key_file: Path = Field(Path("unit.key"), description="This unit's TLS private key")
     keepalive_s: int = Field(60, ge=5, le=3600, description="MQTT keepalive")
     connect_timeout_s: float = Field(15.0, gt=0, description="Limit for TCP+TLS+CONNACK")
     ack_timeout_s: float = Field(15.0, gt=0, description="Limit for each PUBACK / SUBACK")
@@ -35,11 +42,6 @@ class LinkSettings(BaseModel):
     )
     inflight: int = Field(16, ge=1, le=1000, description="QoS 1 messages awaiting PUBACK at once")
     close_flush_s: float = Field(5.0, ge=0, description="On close, time to flush the outbox")
-
-    @field_validator("unit_id")
-    @classmethod
-    def _unit(cls, value: str) -> str:
-        return validate_unit_id(value)
 
     @model_validator(mode="after")
     def _backoff(self) -> LinkSettings:

@@ -106,10 +106,24 @@ class PowerMonitor:
         unit_id: str = "-",
     ) -> PowerMonitor:
         """A monitor on the source the config names (NUT upsd or battery sysfs)."""
-        source: PowerSource = (
-            NutSource(config.nut) if config.source == "nut" else SysfsSource(config.sysfs_root)
-        )
+        source: PowerSource
+        if config.source == "nut":
+            source = NutSource(config.nut)
+        elif config.source == "sysfs":
+            source = SysfsSource(config.sysfs_root)
+        else:
+            raise ValueError('power source "none" has nothing to monitor')
         return cls(source, config, on_event=on_event, queue=queue, unit_id=unit_id)
+
+    @property
+    def config(self) -> PowerConfig:
+        """The settings the monitor polls and judges the battery by."""
+        return self._config
+
+    @property
+    def source(self) -> PowerSource:
+        """The UPS or battery the monitor polls."""
+        return self._source
 
     # -- state --------------------------------------------------------------------------
 

@@ -85,6 +85,10 @@ class NutSource:
         self._client = self._new_client()
 
     @property
+    def config(self) -> NutConfig:
+        return self._config
+
+    @property
     def name(self) -> str:
         c = self._config
         return f"nut:{c.ups}@{c.host}:{c.port}"

@@ -16,7 +16,7 @@ from typing import Any
 
 from edge_agent.recorder.status import RecorderState, RecorderStatus, StopReason
 from protocol.faults import FaultCode
-from protocol.segment_format import SegmentSummaryInfo
+from protocol.segment.format import SegmentSummaryInfo
 
 __all__ = ["RecorderEvents", "SealWaiter", "SegmentCallback", "StatusCallback"]
 

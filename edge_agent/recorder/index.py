@@ -5,7 +5,7 @@ Checking it and recovering it after a crash is `edge_agent.recorder.index_verify
 
 Synchronous and thread-safe (one connection behind a lock): the recorder calls it from
 its writer thread, async code through `asyncio.to_thread`. The chain rules and the
-manifest format live in `protocol.segment_manifest`, shared with the controller.
+manifest format live in `protocol.segment.manifest`, shared with the controller.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from protocol.segment_format import SegmentSummaryInfo, canonical_json, iso_utc, segment_file_name
-from protocol.segment_manifest import (
+from protocol.segment.format import SegmentSummaryInfo, canonical_json, iso_utc, segment_file_name
+from protocol.segment.manifest import (
     GENESIS_HASH,
     ChainEntry,
     Checkpoint,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from protocol.segment_format import SegmentSummaryInfo
+from protocol.segment.format import SegmentSummaryInfo
 
 __all__ = ["IndexEntry"]
 

@@ -3,28 +3,42 @@ a crash.
 
 `check_index` holds the index's rows and signed checkpoints against its hash chain;
 `reconcile_files` squares the index with the segment files on disk. `SegmentIndex.verify_chain`
-and `SegmentIndex.verify` call them; neither touches SQL.
+and `SegmentIndex.verify` call them; neither touches SQL, and this module does not import
+the index: `reconcile_files` works on anything shaped like `IndexedSegments`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
 from protocol.errors import SegmentError
-from protocol.segment_format import SEGMENT_SUFFIX, iso_utc, seal_truncated
-from protocol.segment_manifest import ChainEntry, Checkpoint, check_chain, segment_entry
+from protocol.segment.format import SEGMENT_SUFFIX, SegmentSummaryInfo, iso_utc
+from protocol.segment.manifest import ChainEntry, Checkpoint, check_chain, segment_entry
+from protocol.segment.reader import seal_truncated
 
 from .index_entry import IndexEntry
 
-if TYPE_CHECKING:
-    from .index import SegmentIndex
+__all__ = ["ChainReport", "IndexedSegments", "VerifyReport", "check_index", "reconcile_files"]
 
-__all__ = ["ChainReport", "VerifyReport", "check_index", "reconcile_files"]
+
+class IndexedSegments(Protocol):
+    """What reconciling needs of the index (`SegmentIndex` is one)."""
+
+    @property
+    def unit_id(self) -> str: ...
+
+    def entries(self) -> list[IndexEntry]: ...
+
+    def get(self, segment_id: str) -> IndexEntry | None: ...
+
+    def add(self, summary: SegmentSummaryInfo, *, file_name: str | None = None) -> str: ...
+
+    def mark_deleted(self, segment_id: str, reason: str) -> str: ...
 
 
 class ChainReport(BaseModel):
@@ -93,7 +107,7 @@ def check_index(
     return ChainReport(entries=len(chain), problems=problems)
 
 
-def reconcile_files(index: SegmentIndex, folder: Path) -> VerifyReport:
+def reconcile_files(index: IndexedSegments, folder: Path) -> VerifyReport:
     """Reconcile `index` with the segment files in `folder`, as `SegmentIndex.verify`
     describes."""
     on_disk = {p.name: p for p in folder.glob("*" + SEGMENT_SUFFIX) if p.is_file()}
@@ -115,7 +129,7 @@ def reconcile_files(index: SegmentIndex, folder: Path) -> VerifyReport:
     return VerifyReport(checked=len(rows), **report)
 
 
-def _adopt(index: SegmentIndex, path: Path, report: dict[str, list[str]]) -> None:
+def _adopt(index: IndexedSegments, path: Path, report: dict[str, list[str]]) -> None:
     """Index a segment file the index does not know, sealing it first if it was cut."""
     try:
         with path.open("r+b") as f:

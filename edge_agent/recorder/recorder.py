@@ -52,7 +52,7 @@ from edge_agent.recorder.status import (
 )
 from protocol.evidence_keys import EvidencePublicKey
 from protocol.faults import FaultCode
-from protocol.segment_format import SegmentSummaryInfo
+from protocol.segment.format import SegmentSummaryInfo
 
 __all__ = [
     "EncoderSettings",

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.recorder.errors import RecorderError
 from edge_agent.recorder.holds import Hold, HoldStore
-from protocol.segment_format import segment_file_name
+from protocol.segment.format import segment_file_name
 
 __all__ = [
     "DiskUsage",

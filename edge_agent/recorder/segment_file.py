@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.recorder.masks import PrivacyMasks
 from protocol.evidence_keys import EvidencePublicKey
-from protocol.segment_format import SegmentSummaryInfo, SegmentWriter, segment_file_name
+from protocol.segment.format import SegmentSummaryInfo, segment_file_name
+from protocol.segment.writer import SegmentWriter
 
 __all__ = ["EncoderSettings", "OpenSegment", "new_segment_id"]
 

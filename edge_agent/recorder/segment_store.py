@@ -21,7 +21,8 @@ from edge_agent.recorder.masks import PrivacyMasks
 from edge_agent.recorder.segment_file import OpenSegment
 from edge_agent.recorder.status import RecorderConfig, SegmentIndexLike
 from protocol.evidence_keys import EvidencePublicKey
-from protocol.segment_format import SegmentSummaryInfo, seal_truncated
+from protocol.segment.format import SegmentSummaryInfo
+from protocol.segment.reader import seal_truncated
 
 __all__ = ["SegmentStore"]
 

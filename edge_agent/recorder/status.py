@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.recorder.segment_file import EncoderSettings
 from protocol.faults import FaultCode
-from protocol.segment_format import SegmentSummaryInfo
+from protocol.segment.format import SegmentSummaryInfo
 
 __all__ = [
     "Halt",

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from protocol.faults import FaultCode
-
-if TYPE_CHECKING:
-    from protocol.messages import CheckResult
+from protocol.messages import CheckResult
 
 __all__ = ["CheckOutcome", "Verdict", "worst_verdict"]
 
@@ -50,8 +48,6 @@ class CheckOutcome:
 
     def to_message(self) -> CheckResult:
         """The protocol model sent to the controller in a self-test report."""
-        from protocol.messages import CheckResult
-
         return CheckResult(
             name=self.name,
             verdict=self.verdict,

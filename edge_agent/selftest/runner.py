@@ -10,14 +10,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from edge_agent.selftest.outcome import CheckOutcome, Verdict, worst_verdict
 from edge_agent.selftest.thresholds import SelfTestThresholds
 from protocol.faults import FaultCode
-
-if TYPE_CHECKING:
-    from protocol.messages import SelfTestReport as SelfTestReportMessage
+from protocol.messages import SelfTestReport as SelfTestReportMessage
 
 __all__ = [
     "FaultTracker",
@@ -86,9 +84,7 @@ class SelfTestReport:
         sent_at: datetime | None = None,
     ) -> SelfTestReportMessage:
         """The `selftest` telemetry message for the controller."""
-        from protocol.messages import SelfTestReport as Message
-
-        return Message(
+        return SelfTestReportMessage(
             unit_id=unit_id,
             seq=seq,
             sent_at=sent_at or datetime.now(UTC),

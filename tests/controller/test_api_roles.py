@@ -1,6 +1,7 @@
-"""Who may call what: the role matrix walked endpoint by endpoint for every role over a
-real uvicorn server (SQLite and PostgreSQL), contractor scoping, and the remote self-test
-going to the unit as a signed command through a real broker."""
+"""Who may call what: the guards of the app's own routes, read back as a matrix of endpoint
+and roles, checked against the permission table and walked endpoint by endpoint for every
+role over a real uvicorn server (SQLite and PostgreSQL); contractor scoping, and the remote
+self-test going to the unit as a signed command through a real broker."""
 
 from __future__ import annotations
 
@@ -19,13 +20,14 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import text
 
-from controller.api.accounts import Accounts, AuthSettings
+from controller.accounts import Accounts, AuthSettings
+from controller.accounts.permissions import PERMISSIONS, Permission, may, roles_for
 from controller.api.app import create_app
-from controller.api.auth import PUBLIC_ENDPOINTS, ROLE_MATRIX, Role
-from controller.bus import ControllerLink
+from controller.api.auth import PUBLIC_ENDPOINTS, Role, guard_roles
 from controller.callouts import CalloutService
 from controller.config import ControllerSettings
 from controller.fleet import import_units
+from controller.link import ControllerLink
 from controller.store.base import Database, utcnow
 from controller.store.fleet import PowerReading, SelfTestRecord, Unit
 from protocol.faults import FaultCode
@@ -82,7 +84,7 @@ async def _seed(db: Database, settings: ControllerSettings, inventory: Path) -> 
         for unit_id in ("cam-01", "cam-09"):
             unit = await s.get(Unit, unit_id)
             assert unit is not None
-            callout = await service.fault_raised(
+            callout = await service.faults.fault_raised(
                 s, unit, FaultCode.IMAGE_BLACK, check="image_black", detail="mean 3/255"
             )
             assert callout is not None
@@ -152,6 +154,24 @@ async def _signed_in(
         yield client
 
 
+#: The JSON endpoints walked role by role (the deployment routes have their own tests).
+WALKED = ("/api/units", "/api/callouts", "/api/audit", "/api/users", "/api/me", "/api/logout")
+
+
+def _matrix(app: FastAPI) -> dict[str, frozenset[Role]]:
+    """ "METHOD path" -> the roles its guards let through, for every route of the app that
+    asks for a signed-in user (read from the routes themselves, not from a copy)."""
+    matrix: dict[str, frozenset[Role]] = {}
+    for route in iter_route_contexts(app.routes):
+        if not isinstance(route.original_route, APIRoute):
+            continue
+        allowed = guard_roles(route.dependant)
+        if allowed is not None:
+            for method in route.methods or ():
+                matrix[f"{method} {route.path}"] = frozenset(allowed)
+    return matrix
+
+
 def _path(endpoint: str, world: World) -> tuple[str, str]:
     method, template = endpoint.split(" ", 1)
     return method, template.format(unit_id="cam-01", callout_id=world.ours)
@@ -162,20 +182,24 @@ def _path(endpoint: str, world: World) -> tuple[str, str]:
 ALLOWED_STATUS = {"GET": {200}, "POST": {200, 202, 204, 409}}
 
 
-def _endpoints() -> list[str]:
+def _walked(matrix: dict[str, frozenset[Role]]) -> list[str]:
+    endpoints = [e for e in matrix if e.split(" ", 1)[1].startswith(WALKED)]
     # logout last: it ends the session the others use
-    return sorted(ROLE_MATRIX, key=lambda e: (e == "POST /api/logout", e))
+    return sorted(endpoints, key=lambda e: (e == "POST /api/logout", e))
 
 
 async def test_role_matrix_over_a_real_server(server: str, world: World) -> None:
+    matrix = _matrix(create_app(world.settings, world.db, auth=FAST))
+    walked = _walked(matrix)
+    assert len(walked) == 16
     seen: dict[tuple[str, Role], int] = {}
     for role, (username, _) in USERS.items():
         async with _signed_in(username, base_url=server) as client:
-            for endpoint in _endpoints():
+            for endpoint in walked:
                 method, path = _path(endpoint, world)
                 response = await client.request(method, path, json={"note": f"by {role}"})
                 seen[endpoint, role] = response.status_code
-                if role in ROLE_MATRIX[endpoint]:
+                if role in matrix[endpoint]:
                     assert response.status_code in ALLOWED_STATUS[method], (
                         f"{role} refused {endpoint}: {response.status_code} {response.text}"
                     )
@@ -187,44 +211,62 @@ async def test_role_matrix_over_a_real_server(server: str, world: World) -> None
     assert seen["POST /api/callouts/{callout_id}/acknowledge", Role.MANAGER] == 200
     assert seen["POST /api/units/{unit_id}/selftest", Role.CONTRACTOR] == 202
     async with httpx.AsyncClient(base_url=server) as anonymous:
-        for endpoint in ROLE_MATRIX:
+        for endpoint in walked:
             method, path = _path(endpoint, world)
             assert (await anonymous.request(method, path)).status_code == 401, endpoint
 
 
-def test_the_matrix_holds_the_designed_policy() -> None:
-    """The design's own words, checked against the data the routes use."""
-    everyone = set(Role)
-    assert ROLE_MATRIX["GET /api/users"] == {Role.MANAGER}
-    assert ROLE_MATRIX["GET /api/audit"] == ROLE_MATRIX["GET /api/audit/verify"]
-    assert ROLE_MATRIX["GET /api/audit"] == {Role.MANAGER, Role.AUDITOR}
-    assert ROLE_MATRIX["GET /api/units/{unit_id}/footage"] == {
-        Role.MANAGER,
-        Role.DATA_CONTROLLER,
+def test_the_permission_table_holds_the_designed_policy() -> None:
+    """The design's own words, checked against the table every route and page uses."""
+    assert set(PERMISSIONS) == set(Permission)
+    assert all(PERMISSIONS[p] for p in Permission), "a permission no role has"
+    assert roles_for(Permission.VIEW_USERS) == (Role.MANAGER,)
+    assert roles_for(Permission.VIEW_AUDIT) == (Role.MANAGER, Role.AUDITOR)
+    assert roles_for(Permission.VIEW_FOOTAGE) == (Role.MANAGER, Role.DATA_CONTROLLER)
+    assert roles_for(Permission.DECIDE_DEPLOYMENTS) == (Role.MANAGER,)
+    assert set(roles_for(Permission.VIEW_FLEET)) == set(Role)
+    # The contractor: maintenance only, never footage, frames, PIAs or the audit trail.
+    contractor = {p for p in Permission if may(Role.CONTRACTOR, p)}
+    assert contractor == {
+        Permission.VIEW_FLEET,
+        Permission.RUN_SELFTEST,
+        Permission.VIEW_CALLOUTS,
+        Permission.WORK_CALLOUTS,
     }
-    for step in ("acknowledge", "attend", "resolve", "verify", "close"):
-        assert Role.CONTRACTOR in ROLE_MATRIX[f"POST /api/callouts/{{callout_id}}/{step}"]
-    assert Role.CONTRACTOR in ROLE_MATRIX["POST /api/units/{unit_id}/selftest"]
-    assert ROLE_MATRIX["GET /api/units"] == everyone
 
 
-def test_every_api_route_is_in_the_matrix_or_public(tmp_path: Path) -> None:
+def test_each_route_is_guarded_as_the_table_says(tmp_path: Path) -> None:
     app: FastAPI = create_app(ControllerSettings(), Database(f"sqlite+aiosqlite:///{tmp_path}/x"))
-    ours = {"/api/login", "/api/logout", "/api/me", "/api/users", "/healthz", "/metrics"}
-    ours |= {"/api/openapi.json"}
-    served = [  # every route, those of included routers and those left out of the schema too
-        (route.path, method)
+    matrix = _matrix(app)
+    assert matrix["GET /api/users"] == PERMISSIONS[Permission.VIEW_USERS]
+    assert matrix["GET /api/audit"] == matrix["GET /api/audit/verify"]
+    assert matrix["GET /api/audit"] == PERMISSIONS[Permission.VIEW_AUDIT]
+    assert matrix["GET /api/units/{unit_id}/footage"] == PERMISSIONS[Permission.VIEW_FOOTAGE]
+    assert matrix["GET /api/units"] == matrix["GET /api/units/{unit_id}"] == set(Role)
+    for step in ("acknowledge", "attend", "resolve", "verify", "close"):
+        endpoint = f"POST /api/callouts/{{callout_id}}/{step}"
+        assert matrix[endpoint] == PERMISSIONS[Permission.WORK_CALLOUTS]
+    assert matrix["POST /api/units/{unit_id}/selftest"] == PERMISSIONS[Permission.RUN_SELFTEST]
+    assert matrix["POST /api/deployments/{deployment_id}/approve"] == {Role.MANAGER}
+    # The pages take their guards from the same table as the JSON routes.
+    assert matrix["GET /units/{unit_id}/footage"] == matrix["GET /api/units/{unit_id}/footage"]
+    assert matrix["GET /callouts"] == matrix["GET /api/callouts"]
+    assert matrix["GET /deployments"] == matrix["GET /api/deployments"]
+    assert matrix["GET /audit"] == matrix["GET /api/audit"]
+
+
+def test_every_route_asks_for_a_signed_in_user_or_is_public(tmp_path: Path) -> None:
+    app: FastAPI = create_app(ControllerSettings(), Database(f"sqlite+aiosqlite:///{tmp_path}/x"))
+    served = {  # every route, those of included routers and those left out of the schema too
+        f"{method} {route.path}"
         for route in iter_route_contexts(app.routes)
         if isinstance(route.original_route, APIRoute)
         for method in route.methods or ()
-    ]
-    assert len(served) > 30
-    routes = {
-        f"{method} {path}"
-        for path, method in served
-        if path in ours or path.startswith(("/api/units", "/api/callouts", "/api/audit"))
     }
-    assert routes == set(ROLE_MATRIX) | PUBLIC_ENDPOINTS
+    assert len(served) > 30
+    # Pages open to anyone: signing in, the start page (it redirects), the static files.
+    open_pages = {"GET /login", "POST /login", "GET /", "GET /static/{name}"}
+    assert served - set(_matrix(app)) == PUBLIC_ENDPOINTS | open_pages
 
 
 @pytest.fixture
@@ -382,3 +424,43 @@ async def test_an_unexpected_failure_is_a_500_sentence_not_a_traceback(
     detail = response.json()["detail"]
     assert detail.startswith("The controller hit an internal error")
     assert "Traceback" not in response.text and "selftest_reports" not in response.text
+
+
+async def test_the_pages_and_the_api_answer_an_error_alike(
+    db: Database, local_app: tuple[FastAPI, Path]
+) -> None:
+    app, inventory = local_app
+    world = await _seed(db, app.state.settings, inventory)
+    async with _signed_in("carl", app=app) as carl:
+        for callout_id in (999999, world.theirs):  # unknown, and another contractor's
+            api = await carl.get(f"/api/callouts/{callout_id}")
+            page = await carl.get(f"/callouts/{callout_id}")
+            assert api.status_code == page.status_code == 404
+            assert api.json()["detail"] == f"No callout #{callout_id}."
+            assert f"No callout #{callout_id}." in page.text
+    async with _signed_in("mia", app=app) as mia:
+        api = await mia.get("/api/deployments/dep-000000000000")
+        page = await mia.get("/deployments/dep-000000000000")
+        assert api.status_code == page.status_code == 404
+        assert api.json()["detail"] == "No deployment 'dep-000000000000'."
+        assert "No deployment &#39;dep-000000000000&#39;." in page.text
+
+
+async def test_an_auditor_reads_units_and_callouts_but_moves_nothing(
+    db: Database, local_app: tuple[FastAPI, Path]
+) -> None:
+    app, inventory = local_app
+    world = await _seed(db, app.state.settings, inventory)
+    async with _signed_in("aude", app=app) as aude:
+        assert (await aude.get("/api/units/cam-01")).status_code == 200
+        assert (await aude.get("/units/cam-01")).status_code == 200
+        board = await aude.get("/callouts")
+        assert board.status_code == 200 and f'href="/callouts/{world.ours}"' in board.text
+        assert 'data-step="' not in board.text and 'data-action="selftest"' not in board.text
+        one = await aude.get(f"/callouts/{world.ours}")
+        assert one.status_code == 200 and 'data-step="' not in one.text
+        step = await aude.post(f"/callouts/{world.ours}/acknowledge", data={"note": ""})
+        assert step.status_code == 403
+    async with _signed_in("otto", app=app) as otto:
+        board = await otto.get("/callouts")
+        assert 'data-step="acknowledge"' in board.text  # the operator sees the step

@@ -15,8 +15,7 @@ import pytest
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
-from controller.api import device_cookies
-from controller.api.accounts import AccountError, Accounts, AuthSettings
+from controller.accounts import AccountError, Accounts, AuthSettings, device_cookies
 from controller.api.app import create_app
 from controller.config import ControllerSettings
 from controller.store.audit import AuditEntry
@@ -264,7 +263,7 @@ async def test_only_argon2_hashes_are_stored_and_rehashed_when_parameters_change
 
 def test_production_argon2_defaults_follow_rfc_9106() -> None:
     accounts = Accounts(None, None)  # type: ignore[arg-type]  # hashing needs no database
-    assert accounts.hasher.hash("x" * 12).startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert accounts.passwords.hasher.hash("x" * 12).startswith("$argon2id$v=19$m=65536,t=3,p=4$")
 
 
 async def test_contractor_must_name_the_company(accounts: Accounts) -> None:
@@ -279,7 +278,7 @@ async def test_contractor_must_name_the_company(accounts: Accounts) -> None:
 def test_user_cli_adds_lists_disables_and_issues_a_token_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from controller.api.users_cli import user_app
+    from controller.accounts.cli import user_app
 
     url = f"sqlite+aiosqlite:///{tmp_path}/cli.db"
     monkeypatch.setenv("CCTV_CONTROLLER_DATABASE_URL", url)

@@ -16,13 +16,23 @@ from sqlalchemy import select
 
 from controller import audit
 from controller.callouts import CalloutService
+from controller.callouts.notify import Notifier
 from controller.config import ControllerSettings
 from controller.errors import TransitionRefused
-from controller.notify import Notifier
+from controller.fleet.jobs import FleetJobs
+from controller.ingest import Ingest
+from controller.metrics import ControllerMetrics
 from controller.store import Database
-from controller.store.fleet import Callout, Notification, Unit
+from controller.store.fleet import Callout, Notification, Unit, UnitStatus
 from protocol.faults import FaultCode, Priority
-from protocol.messages import CheckResult, FaultCleared, FaultRaised, PowerStatus
+from protocol.messages import (
+    CheckResult,
+    FaultCleared,
+    FaultRaised,
+    PowerStatus,
+    channel_for,
+    encode,
+)
 from tests.controller.conftest import UnitVoice, eventually, running_controller, send
 from tests.harness import MosquittoBroker, free_port, mqtt_client
 
@@ -135,13 +145,15 @@ async def test_image_black_callout_notified_verified_and_closed(
                 cs = service.callouts
                 async with db.session() as session:
                     for step in ("acknowledged", "attending", "resolved"):
-                        await cs.transition(
+                        await cs.lifecycle.transition(
                             session, callout.id, step, actor="contractor:bob", note=f"{step} by bob"
                         )
                     await session.commit()
                 async with db.session() as session:
                     with pytest.raises(TransitionRefused, match="no self-test has passed"):
-                        await cs.transition(session, callout.id, "verified", actor="manager:ann")
+                        await cs.lifecycle.transition(
+                            session, callout.id, "verified", actor="manager:ann"
+                        )
                 await send(client, topics, cam.event(FaultCleared(code=FaultCode.IMAGE_BLACK)))
                 failing = CheckResult(
                     name="image_black",
@@ -168,7 +180,9 @@ async def test_image_black_callout_notified_verified_and_closed(
 
                 await eventually(verified)
                 async with db.session() as session:
-                    await cs.transition(session, callout.id, "closed", actor="manager:ann")
+                    await cs.lifecycle.transition(
+                        session, callout.id, "closed", actor="manager:ann"
+                    )
                     await session.commit()
                     view = await cs.get(session, callout.id)
                 assert view.status == "closed" and view.fault_cleared_at is not None
@@ -246,36 +260,38 @@ async def test_one_open_callout_per_unit_and_fault_and_invalid_steps_refused(db:
     service = CalloutService(settings)
     unit = await _unit(db)
     async with db.session() as session:
-        first = await service.fault_raised(session, unit, FaultCode.FROZEN, detail="same frame")
-        again = await service.fault_raised(session, unit, FaultCode.FROZEN, detail="still")
-        other = await service.fault_raised(session, unit, FaultCode.BLUR)
+        first = await service.faults.fault_raised(
+            session, unit, FaultCode.FROZEN, detail="same frame"
+        )
+        again = await service.faults.fault_raised(session, unit, FaultCode.FROZEN, detail="still")
+        other = await service.faults.fault_raised(session, unit, FaultCode.BLUR)
         await session.commit()
     assert first is not None and again is not None and other is not None
     assert first.id == again.id and other.id != first.id
     assert again.raise_count == 2
     async with db.session() as session:
         with pytest.raises(TransitionRefused, match="must be acknowledged before anyone attends"):
-            await service.transition(session, first.id, "attending", actor="x")
+            await service.lifecycle.transition(session, first.id, "attending", actor="x")
         with pytest.raises(
             TransitionRefused, match="only a callout being attended can be resolved"
         ):
-            await service.transition(session, first.id, "resolved", actor="x")
+            await service.lifecycle.transition(session, first.id, "resolved", actor="x")
         with pytest.raises(TransitionRefused, match="not a step"):
-            await service.transition(session, first.id, "raised", actor="x")
+            await service.lifecycle.transition(session, first.id, "raised", actor="x")
         view = await service.get(session, first.id)
     assert [e.kind for e in view.events] == ["raised", "repeat"]
     # A closed callout lets the next raise open a new one.
     async with db.session() as session:
-        await service.transition(session, first.id, "acknowledged", actor="x")
-        await service.transition(session, first.id, "attending", actor="x")
-        await service.transition(session, first.id, "resolved", actor="x")
+        await service.lifecycle.transition(session, first.id, "acknowledged", actor="x")
+        await service.lifecycle.transition(session, first.id, "attending", actor="x")
+        await service.lifecycle.transition(session, first.id, "resolved", actor="x")
         callout = await session.get(Callout, first.id)
         assert callout is not None
         callout.status, callout.verified_at = "verified", callout.resolved_at  # as if verified
-        await service.transition(session, first.id, "closed", actor="x")
+        await service.lifecycle.transition(session, first.id, "closed", actor="x")
         with pytest.raises(TransitionRefused, match="a closed callout cannot change"):
-            await service.transition(session, first.id, "acknowledged", actor="x")
-        fresh = await service.fault_raised(session, unit, FaultCode.FROZEN)
+            await service.lifecycle.transition(session, first.id, "acknowledged", actor="x")
+        fresh = await service.faults.fault_raised(session, unit, FaultCode.FROZEN)
         await session.commit()
     assert fresh is not None and fresh.id != first.id
 
@@ -315,7 +331,7 @@ async def test_breach_sweep_flags_and_notifies_once(db: Database) -> None:
         service = CalloutService(settings, now=lambda: clock[0])
         unit = await _unit(db)
         async with db.session() as session:
-            callout = await service.fault_raised(session, unit, FaultCode.CAMERA_NO_SIGNAL)
+            callout = await service.faults.fault_raised(session, unit, FaultCode.CAMERA_NO_SIGNAL)
             await session.commit()
         assert callout is not None
         clock[0] += timedelta(hours=5)  # past respond (4 h), not repair (8 h)
@@ -360,7 +376,7 @@ async def test_failed_notification_is_recorded_not_raised(db: Database) -> None:
     service = CalloutService(settings)
     unit = await _unit(db)
     async with db.session() as session:
-        await service.fault_raised(session, unit, FaultCode.STORAGE_FAILED)
+        await service.faults.fault_raised(session, unit, FaultCode.STORAGE_FAILED)
         await session.commit()
     import httpx
 
@@ -373,3 +389,46 @@ async def test_failed_notification_is_recorded_not_raised(db: Database) -> None:
     assert rows["webhook"].status == "failed" and rows["webhook"].attempts == 2
     assert "ConnectError" in rows["webhook"].last_error
     assert rows["email"].status == "failed" and "no [smtp] settings" in rows["email"].last_error
+
+
+async def test_notifications_queued_by_ingest_or_the_sweep_wake_the_notifier(
+    db: Database,
+) -> None:
+    """A notification goes out as soon as the transaction that queued it commits, not at
+    the notifier's next poll (an hour away here)."""
+    hook = Webhook()
+    async with hook.serve() as url:
+        settings = ControllerSettings(database_url=db.url, contracts=_contract([], [url]))
+        callouts = CalloutService(settings)
+        notifier = Notifier(db, settings, poll_s=3600)
+        ingest = Ingest(db, settings, callouts, metrics=ControllerMetrics(), notifier=notifier)
+        jobs = FleetJobs(db, settings, callouts, metrics=ControllerMetrics(), notifier=notifier)
+        await _unit(db, "cam-09")
+        await _unit(db, "cam-10")
+        silent_since = datetime.now(UTC) - timedelta(seconds=settings.offline_timeout_s + 60)
+        async with db.session() as session:
+            session.add(UnitStatus(unit_id="cam-10", online=True, last_seen_at=silent_since))
+            await session.commit()
+        tasks = [
+            asyncio.create_task(notifier.run(), name="notifier"),
+            asyncio.create_task(ingest.run(), name="ingest-writer"),
+        ]
+        try:
+            await asyncio.sleep(0.5)  # the notifier's first pass is over: it waits an hour
+            assert hook.requests == []
+            raised = FaultRaised(code=FaultCode.IMAGE_BLACK, check="image_black", detail="dark")
+            message = UnitVoice("cam-09").event(raised)
+            ingest.submit_raw(settings.topics.unit("cam-09", channel_for(message)), encode(message))
+            (first,) = await eventually(lambda: hook.requests, within=5)
+            assert first["event"] == "callout.new"
+            assert first["callout"]["unit_id"] == "cam-09"
+            assert (await jobs.sweep_once()).offline_callouts == ["cam-10"]
+            await eventually(lambda: len(hook.requests) == 2, within=5)
+            assert hook.requests[1]["callout"]["fault_code"] == "unit_offline"
+            assert hook.requests[1]["callout"]["unit_id"] == "cam-10"
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

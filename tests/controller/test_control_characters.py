@@ -17,7 +17,7 @@ from fastapi.params import Form
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
-from controller.api.accounts import Accounts, AuthSettings
+from controller.accounts import Accounts, AuthSettings
 from controller.api.app import create_app
 from controller.config import ControllerSettings
 from controller.store.base import Database

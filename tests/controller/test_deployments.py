@@ -18,9 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from controller.api.accounts import Accounts, AuthSettings
+from controller.accounts import Accounts, AuthSettings
 from controller.api.app import create_app
-from controller.bus import ControllerLink
 from controller.config import ControllerSettings
 from controller.deployments import (
     ApprovalBlocked,
@@ -43,6 +42,7 @@ from controller.deployments.pia import (
     Severity,
     overall_risk,
 )
+from controller.link import ControllerLink
 from controller.store.audit import AuditEntry
 from controller.store.base import Database
 from controller.store.deployments import AuthorizationRow, RevocationRow

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from controller.evidence.cli import PASSPHRASE_ENV, evidence_app
 from edge_agent.recorder.index import SegmentIndex
 from protocol.evidence_keys import EvidencePrivateKey, generate_evidence_key
-from protocol.segment_format import SegmentWriter, seal_truncated
+from protocol.segment.reader import seal_truncated
+from protocol.segment.writer import SegmentWriter
 from tests.harness.footage import SAMPLE_CLIP, require_sample_clip
 
 SOURCE = SAMPLE_CLIP

@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from controller import audit
 from controller.callouts import CalloutService
-from controller.commands import selftest_now
 from controller.config import ControllerSettings
 from controller.fleet import (
     fleet_overview,
@@ -21,7 +20,8 @@ from controller.fleet import (
     rollup_counts,
     unit_detail,
 )
-from controller.jobs import FleetJobs
+from controller.fleet.commands import selftest_now
+from controller.fleet.jobs import FleetJobs
 from controller.metrics import ControllerMetrics
 from controller.store import Database
 from controller.store.audit import AuditEntry

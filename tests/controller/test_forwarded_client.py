@@ -18,7 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from controller.api.accounts import Accounts, AuthSettings
+from controller.accounts import Accounts, AuthSettings
 from controller.api.app import create_app
 from controller.api.proxies import client_address
 from controller.config import ControllerSettings

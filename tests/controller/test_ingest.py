@@ -239,7 +239,7 @@ async def test_a_message_that_fails_to_apply_is_quarantined_alone(db: Database) 
     quarantined as processing_error, the others are stored, ingest keeps running."""
     settings = ControllerSettings(database_url=db.url)
 
-    async def broken(session: Any, message: Any) -> None:
+    async def broken(session: Any, message: Any, context: Any) -> None:
         raise ValueError("index handler broke")
 
     ingest = Ingest(

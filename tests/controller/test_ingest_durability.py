@@ -14,10 +14,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from controller.bus import Delivery
 from controller.callouts import CalloutService
 from controller.config import ControllerSettings
 from controller.ingest import Ingest
+from controller.link import Delivery
 from controller.metrics import ControllerMetrics
 from controller.store import Database
 from controller.store.fleet import Callout, PowerReading, QuarantinedMessage, SeqGap, UnitStatus

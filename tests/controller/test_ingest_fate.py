@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from controller.bus import Delivery
 from controller.callouts import CalloutService
 from controller.config import ControllerSettings
 from controller.ingest import Ingest
+from controller.link import Delivery
 from controller.metrics import ControllerMetrics
 from controller.store import Database
 from controller.store.fleet import Callout, QuarantinedMessage, SeqGap, UnitFault, UnitStatus
@@ -128,7 +128,7 @@ async def test_a_message_that_breaks_its_batch_does_not_take_the_others_with_it(
     settings = ControllerSettings(database_url=db.url)
     topics = settings.topics
 
-    async def breaks_on_seq_3(session: Any, message: Any) -> None:
+    async def breaks_on_seq_3(session: Any, message: Any, context: Any) -> None:
         if message.seq == 3:
             raise ValueError("this one breaks")
 

@@ -12,8 +12,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from controller.api import device_cookies
-from controller.api.accounts import Accounts, AuthSettings
+from controller.accounts import Accounts, AuthSettings, device_cookies
 from controller.api.app import create_app
 from controller.config import ControllerSettings
 from controller.store.audit import AuditEntry

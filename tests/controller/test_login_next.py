@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from controller.api.accounts import Accounts, AuthSettings
+from controller.accounts import Accounts, AuthSettings
 from controller.api.app import create_app
 from controller.config import ControllerSettings
 from controller.pages.session_pages import NEXT_MAX, safe_next

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from controller.api.accounts import AuthSettings
+from controller.accounts import AuthSettings
 from controller.api.app import create_app
 from controller.config import ControllerSettings
 from controller.deployments.pia import ProtectedCharacteristic
@@ -723,7 +723,7 @@ def test_pia_form_fields_read_back_into_the_same_request() -> None:
 
 
 def test_downtime_counts_overlapping_faults_once() -> None:
-    from controller.pages.kpis import downtime
+    from controller.fleet.kpis import downtime
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     hours = [

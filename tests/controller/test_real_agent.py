@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from controller.commands import selftest_now
 from controller.config import ControllerSettings
+from controller.fleet.commands import selftest_now
 from controller.store import Database
 from controller.store.fleet import Callout
 from protocol.messages import Heartbeat
@@ -74,8 +74,8 @@ async def test_real_agent_black_camera_to_verified_callout(
             cs = service.callouts
             async with db.session() as session:
                 for step in ("acknowledged", "attending", "resolved"):
-                    await cs.transition(session, row.id, step, actor="contractor:bob",
-                                        note=f"lens cleaned: {step}")  # fmt: skip
+                    await cs.lifecycle.transition(session, row.id, step, actor="contractor:bob",
+                                                  note=f"lens cleaned: {step}")  # fmt: skip
                 await session.commit()
             fault_file.write_text("")  # repaired
             await asyncio.sleep(13)
@@ -94,7 +94,7 @@ async def test_real_agent_black_camera_to_verified_callout(
 
             await eventually(verified, within=10)
             async with db.session() as session:
-                await cs.transition(session, row.id, "closed", actor="manager:ann")
+                await cs.lifecycle.transition(session, row.id, "closed", actor="manager:ann")
                 await session.commit()
             assert await asyncio.to_thread(agent.terminate) == 0
     finally:

@@ -25,12 +25,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 
-from controller.api.accounts import Accounts, AuthSettings
+from controller.accounts import Accounts, AuthSettings
 from controller.api.app import create_app
 from controller.api.auth import Role
-from controller.command_log import command_state, recent_commands, unmatched_acks
-from controller.commands import send_command
 from controller.config import ControllerSettings
+from controller.fleet.command_log import command_state, recent_commands, unmatched_acks
+from controller.fleet.commands import send_command
 from controller.service import ControllerService
 from controller.store import Database
 from controller.store.audit import AuditEntry
@@ -44,8 +44,8 @@ from controller.store.reports import (
 )
 from edge_agent.recorder.index import SegmentIndex
 from protocol.messages import CommandAck, Envelope, RecordingIndex, SegmentSummary, SelfTestNow
-from protocol.segment_format import SegmentSummaryInfo
-from protocol.segment_manifest import Checkpoint
+from protocol.segment.format import SegmentSummaryInfo
+from protocol.segment.manifest import Checkpoint
 from protocol.topics import Topics
 from tests.controller.conftest import UnitVoice, eventually, running_controller, send
 from tests.harness import MosquittoBroker

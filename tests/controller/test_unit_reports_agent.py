@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from controller.api.accounts import Accounts
+from controller.accounts import Accounts
 from controller.api.app import create_app
 from controller.api.auth import Role
-from controller.command_log import recent_commands
-from controller.commands import selftest_now
 from controller.config import ControllerSettings
+from controller.fleet.command_log import recent_commands
+from controller.fleet.commands import selftest_now
 from controller.store import Database
 from controller.store.fleet import UnitStatus
 from controller.store.reports import ChainEntryRecord, CheckpointRecord

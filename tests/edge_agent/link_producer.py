@@ -7,7 +7,7 @@ after `kill -9`:
     up               the link is connected (each time)
     closed           SIGTERM handled: outbox flushed, offline state published
 
-Usage: python -m tests.edge_agent.link_producer SETTINGS_JSON OUTBOX_PATH RATE
+Usage: python -m tests.edge_agent.link_producer UNIT_ID SETTINGS_JSON OUTBOX_PATH RATE
 """
 
 from __future__ import annotations
@@ -26,16 +26,16 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-async def main(settings: LinkSettings, outbox_path: Path, rate: float) -> int:
+async def main(unit_id: str, settings: LinkSettings, outbox_path: Path, rate: float) -> int:
     outbox = Outbox.open(outbox_path)
-    link = UnitLink(settings, outbox)
+    link = UnitLink(settings, outbox, unit_id=unit_id)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     say(f"boot {link.boot_id}")
 
     def event(seq: int) -> Event:
         return Event(
-            unit_id=settings.unit_id,
+            unit_id=unit_id,
             seq=seq,
             sent_at=utcnow(),
             boot_id=link.boot_id,
@@ -70,5 +70,6 @@ async def main(settings: LinkSettings, outbox_path: Path, rate: float) -> int:
 
 
 if __name__ == "__main__":
-    raw, path, rate = sys.argv[1:4]
-    sys.exit(asyncio.run(main(LinkSettings.model_validate_json(raw), Path(path), float(rate))))
+    unit, raw, path, rate = sys.argv[1:5]
+    settings = LinkSettings.model_validate_json(raw)
+    sys.exit(asyncio.run(main(unit, settings, Path(path), float(rate))))

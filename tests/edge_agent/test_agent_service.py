@@ -22,7 +22,7 @@ from protocol.messages import (
     decode,
     encode,
 )
-from protocol.segment_format import inspect_segment
+from protocol.segment.reader import inspect_segment
 from protocol.topics import Channel
 from provisioning import Fleet
 from tests.harness.agent import AgentProcess, authorization, revocation

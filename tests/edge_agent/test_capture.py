@@ -5,7 +5,6 @@ network stream after it drops."""
 from __future__ import annotations
 
 import itertools
-import random
 import threading
 import time
 from pathlib import Path
@@ -16,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_agent.backoff import Backoff
 from edge_agent.capture import (
-    Backoff,
     CaptureSource,
     FileSource,
     MediaKind,
@@ -104,16 +103,6 @@ def test_credentials_never_leave_the_url() -> None:
     with pytest.raises(UnsupportedSource) as info:
         open_source("gopher://user:pw@host/")
     assert "pw" not in str(info.value)
-
-
-def test_backoff_is_capped_with_full_jitter() -> None:
-    backoff = Backoff(base=0.5, cap=8.0, floor=0.05, rng=random.Random(1))
-    delays = [[backoff.delay(n) for _ in range(200)] for n in range(10)]
-    assert all(0.05 <= d <= 8.0 for row in delays for d in row)
-    assert max(delays[0]) <= 0.5 and max(delays[9]) > 4.0  # grows, then capped
-    assert len({round(d, 6) for d in delays[9]}) > 150  # jittered, not in step
-    with pytest.raises(ValueError):
-        Backoff(base=2.0, cap=1.0)
 
 
 def _scene(fault: str, frames: int = 6) -> list[np.ndarray[Any, Any]]:

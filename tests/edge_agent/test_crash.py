@@ -19,7 +19,8 @@ import pytest
 
 from edge_agent.recorder.index import SegmentIndex
 from protocol.evidence_keys import generate_evidence_key
-from protocol.segment_format import SEGMENT_SUFFIX, read_segment
+from protocol.segment.format import SEGMENT_SUFFIX
+from protocol.segment.reader import read_segment
 from tests.edge_agent.test_recorder import CLIP, clip_packets, require_clip
 
 UNIT = "unit-crash-01"

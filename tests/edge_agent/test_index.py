@@ -17,8 +17,10 @@ from edge_agent.errors import AgentError
 from edge_agent.recorder.errors import CheckpointError, DuplicateSegment, SegmentIndexError
 from edge_agent.recorder.index import SegmentIndex
 from protocol.evidence_keys import EvidencePrivateKey, generate_evidence_key
-from protocol.segment_format import SegmentSummaryInfo, SegmentWriter, read_segment
-from protocol.segment_manifest import GENESIS_HASH, SegmentManifest, chain_hash, verify_manifest
+from protocol.segment.format import SegmentSummaryInfo
+from protocol.segment.manifest import GENESIS_HASH, SegmentManifest, chain_hash, verify_manifest
+from protocol.segment.reader import read_segment
+from protocol.segment.writer import SegmentWriter
 
 T0 = datetime(2025, 3, 1, 7, 0, tzinfo=UTC)
 UNIT = "unit-7"

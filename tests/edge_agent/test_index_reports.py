@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.recorder.index import SegmentIndex
 from edge_agent.recording_control import MAX_REPORTED_ENTRIES, ChainReports
-from protocol.segment_format import SegmentSummaryInfo
-from protocol.segment_manifest import check_chain
+from protocol.segment.format import SegmentSummaryInfo
+from protocol.segment.manifest import check_chain
 
 UNIT = "unit-7"
 

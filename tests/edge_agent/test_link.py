@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import signal
 import sqlite3
 import sys
@@ -31,7 +30,7 @@ from edge_agent.link import (
     Outbox,
     UnitLink,
 )
-from edge_agent.link.client import WILL_SEQ, reconnect_delay
+from edge_agent.link.client import WILL_SEQ
 from protocol.faults import FaultCode
 from protocol.messages import (
     AuthorizationBody,
@@ -64,13 +63,11 @@ def settings_for(
     broker: MosquittoBroker, identity: ClientIdentity, **overrides: object
 ) -> LinkSettings:
     values: dict[str, object] = {
-        "unit_id": identity.name,
         "host": broker.host,
         "port": broker.port,
         "ca_file": identity.ca_file,
         "cert_file": identity.cert_file,
         "key_file": identity.key_file,
-        "agent_version": "test-1.0",
         "connect_timeout_s": 3.0,
         "ack_timeout_s": 3.0,
         "backoff_base_s": 0.05,
@@ -81,10 +78,21 @@ def settings_for(
     return LinkSettings.model_validate(values)
 
 
+def link_for(
+    broker: MosquittoBroker, identity: ClientIdentity, outbox: Outbox, **overrides: object
+) -> UnitLink:
+    return UnitLink(
+        settings_for(broker, identity, **overrides),
+        outbox,
+        unit_id=identity.name,
+        agent_version="test-1.0",
+    )
+
+
 def fault_event(link: UnitLink, detail: str = "") -> Callable[[int], Event]:
     def build(seq: int) -> Event:
         return Event(
-            unit_id=link.settings.unit_id,
+            unit_id=link.unit_id,
             seq=seq,
             sent_at=utcnow(),
             boot_id=link.boot_id,
@@ -194,14 +202,6 @@ def quiet_leaked_sockets() -> Iterator[None]:
         gc.collect()
 
 
-def test_reconnect_delay_is_capped_full_jitter() -> None:
-    rng = random.Random(7)
-    for attempt, ceiling in [(0, 1.0), (1, 2.0), (3, 8.0), (6, 60.0), (500, 60.0)]:
-        delays = [reconnect_delay(attempt, 1.0, 60.0, rng) for _ in range(300)]
-        assert all(0.0 <= d <= ceiling for d in delays)
-        assert max(delays) > 0.8 * ceiling and min(delays) < 0.2 * ceiling  # the full range
-
-
 # -- ordered replay, retries, persisted seq ----------------------------------------------------
 
 
@@ -214,7 +214,7 @@ async def test_broker_down_is_retried_then_outbox_replays_in_order(
     async with collecting(broker, "cam-01") as collector:
         await broker.stop_async()
         outbox = Outbox.open(outbox_path)
-        link = UnitLink(settings_for(broker, identity), outbox)
+        link = link_for(broker, identity, outbox)
         async with running(link) as task:
             sent = [(await link.publish(fault_event(link, f"n{i}"))).seq for i in range(40)]
             assert sent == list(range(1, 41))
@@ -242,7 +242,7 @@ async def test_broker_down_is_retried_then_outbox_replays_in_order(
 
         # A restart: a new process on the same outbox continues the sequence.
         outbox = Outbox.open(outbox_path)
-        link = UnitLink(settings_for(broker, identity), outbox)
+        link = link_for(broker, identity, outbox)
         async with running(link):
             after = (await link.publish(fault_event(link, "after restart"))).seq
             await collector.wait_for(lambda: after in collector.seqs(Channel.EVENT))
@@ -257,13 +257,13 @@ async def test_full_outbox_drops_heartbeats_and_reports_it(tmp_path: Path, fleet
     outbox = Outbox.open(tmp_path / "o.sqlite", max_rows=5)
     link = UnitLink(
         LinkSettings(
-            unit_id="cam-02",
             host="127.0.0.1",
             ca_file=identity.ca_file,
             cert_file=identity.cert_file,
             key_file=identity.key_file,
         ),
         outbox,
+        unit_id="cam-02",
     )
 
     def heartbeat(seq: int) -> Heartbeat:
@@ -299,8 +299,8 @@ async def test_full_outbox_drops_heartbeats_and_reports_it(tmp_path: Path, fleet
 class Producer:
     """The unit process (tests/edge_agent/link_producer.py) and what it printed."""
 
-    def __init__(self, settings: LinkSettings, outbox: Path, rate: float) -> None:
-        self.args = [settings.model_dump_json(), str(outbox), str(rate)]
+    def __init__(self, unit_id: str, settings: LinkSettings, outbox: Path, rate: float) -> None:
+        self.args = [unit_id, settings.model_dump_json(), str(outbox), str(rate)]
         self.lines: list[str] = []
         self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -350,7 +350,7 @@ async def test_outage_of_60s_and_kill_9_lose_no_seq(
     settings = settings_for(broker, fleet.client_identity("cam-03"), backoff_cap_s=2.0)
     outbox = tmp_path / "outbox.sqlite"
     async with collecting(broker, "cam-03") as collector:
-        first = Producer(settings, outbox, rate=5)
+        first = Producer("cam-03", settings, outbox, rate=5)
         await first.start()
         await first.wait_line("up")
         await collector.wait_for(lambda: len(collector.seqs(Channel.EVENT)) >= 10)
@@ -362,7 +362,7 @@ async def test_outage_of_60s_and_kill_9_lose_no_seq(
         queued = outbox_depth(outbox)
         assert queued >= 200, f"expected ~225 queued messages at the kill, found {queued}"
 
-        second = Producer(settings, outbox, rate=5)
+        second = Producer("cam-03", settings, outbox, rate=5)
         await second.start()
         await until(lambda: bool(second.seqs()))
         assert min(second.seqs()) > max(first.seqs()), "seq must continue after kill -9"
@@ -396,7 +396,7 @@ async def test_killed_unit_leaves_its_will(
 ) -> None:
     settings = settings_for(broker, fleet.client_identity("cam-02"))
     async with collecting(broker, "cam-02") as collector:
-        unit = Producer(settings, tmp_path / "o.sqlite", rate=20)
+        unit = Producer("cam-02", settings, tmp_path / "o.sqlite", rate=20)
         await unit.start()
         await unit.wait_line("up")
         await unit.end(signal.SIGKILL)
@@ -427,7 +427,7 @@ async def test_certificate_from_another_ca_is_fatal(
     foreign = fresh_fleet(units=("cam-01",), simulator=False).client_identity("cam-01")
     impostor = ClientIdentity("cam-01", foreign.cert_file, foreign.key_file, fleet.layout.ca_cert)
     outbox = Outbox.open(tmp_path / "o.sqlite")
-    error = await _refusal(UnitLink(settings_for(broker, impostor), outbox))
+    error = await _refusal(link_for(broker, impostor, outbox))
     outbox.close()
     assert "refused this unit's certificate" in str(error) and "UNKNOWN_CA" in error.detail
     assert error.attempts == 3
@@ -444,10 +444,7 @@ async def test_broker_with_a_certificate_we_do_not_trust_is_fatal(
     own = fleet.client_identity("cam-01")
     other_ca = fresh_fleet(units=(), simulator=False).layout.ca_cert
     outbox = Outbox.open(tmp_path / "o.sqlite")
-    link = UnitLink(
-        settings_for(broker, ClientIdentity("cam-01", own.cert_file, own.key_file, other_ca)),
-        outbox,
-    )
+    link = link_for(broker, ClientIdentity("cam-01", own.cert_file, own.key_file, other_ca), outbox)
     error = await _refusal(link)
     outbox.close()
     assert "broker's certificate is not trusted" in str(error)
@@ -464,7 +461,7 @@ async def test_revoked_unit_is_fatal(
     own.revoke("cam-02")
     broker = make_broker(own)
     outbox = Outbox.open(tmp_path / "o.sqlite")
-    link = UnitLink(settings_for(broker, identity), outbox)
+    link = link_for(broker, identity, outbox)
     error = await _refusal(link)
     outbox.close()
     assert "CERTIFICATE_REVOKED" in str(error)
@@ -474,7 +471,6 @@ async def test_revoked_unit_is_fatal(
 async def test_missing_certificate_file_fails_at_once(fleet: Fleet, tmp_path: Path) -> None:
     identity = fleet.client_identity("cam-01")
     settings = LinkSettings(
-        unit_id="cam-01",
         host="127.0.0.1",
         ca_file=identity.ca_file,
         cert_file=tmp_path / "missing.crt",
@@ -484,7 +480,7 @@ async def test_missing_certificate_file_fails_at_once(fleet: Fleet, tmp_path: Pa
         Outbox.open(tmp_path / "o.sqlite") as outbox,
         pytest.raises(LinkError, match="cannot load the unit's TLS identity"),
     ):
-        await UnitLink(settings, outbox).run()
+        await UnitLink(settings, outbox, unit_id="cam-01").run()
 
 
 # -- inbound commands ---------------------------------------------------------------------------
@@ -495,7 +491,7 @@ async def test_malformed_command_is_counted_and_dropped(
 ) -> None:
     identity = fleet.client_identity("cam-01")
     outbox = Outbox.open(tmp_path / "o.sqlite")
-    link = UnitLink(settings_for(broker, identity), outbox)
+    link = link_for(broker, identity, outbox)
     commands: list[Command] = []
     authorizations: list[Envelope] = []
 

@@ -15,7 +15,7 @@ from edge_agent.capture import SyntheticSource, open_source
 from edge_agent.recorder.masks import MaskError, PrivacyMasks
 from edge_agent.recorder.recorder import RecorderState
 from protocol.evidence_keys import EvidencePrivateKey
-from protocol.segment_format import read_segment
+from protocol.segment.reader import read_segment
 from tests.edge_agent.test_recorder import (
     CLIP,
     clip_packets,

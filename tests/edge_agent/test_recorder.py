@@ -28,7 +28,8 @@ from edge_agent.recorder.recorder import (
     StopReason,
 )
 from protocol.evidence_keys import EvidencePrivateKey, generate_evidence_key
-from protocol.segment_format import SegmentSummaryInfo, read_segment
+from protocol.segment.format import SegmentSummaryInfo
+from protocol.segment.reader import read_segment
 from tests.harness.binaries import require_binary
 from tests.harness.footage import SAMPLE_CLIP, require_sample_clip
 

@@ -26,7 +26,9 @@ from edge_agent.recorder.retention import (
 )
 from protocol.evidence_keys import EvidencePrivateKey, generate_evidence_key
 from protocol.faults import FaultCode
-from protocol.segment_format import SegmentWriter, read_segment, segment_file_name
+from protocol.segment.format import segment_file_name
+from protocol.segment.reader import read_segment
+from protocol.segment.writer import SegmentWriter
 from tests.edge_agent.test_recorder import (
     CLIP,
     UNIT,

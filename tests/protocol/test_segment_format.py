@@ -17,15 +17,9 @@ from hypothesis import strategies as st
 
 from protocol.errors import SegmentError
 from protocol.evidence_keys import EvidencePrivateKey, EvidenceSuite, generate_evidence_key
-from protocol.segment_format import (
-    FORMAT_VERSION,
-    MIN_CHUNK_SIZE,
-    SegmentSummaryInfo,
-    SegmentWriter,
-    inspect_segment,
-    read_segment,
-    seal_truncated,
-)
+from protocol.segment.format import FORMAT_VERSION, MIN_CHUNK_SIZE, SegmentSummaryInfo
+from protocol.segment.reader import inspect_segment, read_segment, seal_truncated
+from protocol.segment.writer import SegmentWriter
 
 T0 = datetime(2025, 3, 1, 7, 0, tzinfo=UTC)
 CS = MIN_CHUNK_SIZE

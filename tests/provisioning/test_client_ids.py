@@ -18,8 +18,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from controller.bus import ControllerLink, Delivery
 from controller.config import BrokerSettings
+from controller.link import ControllerLink, Delivery
 from edge_agent.link import LinkSettings, Outbox, UnitLink
 from protocol.errors import MessageError
 from protocol.messages import (
@@ -99,7 +99,6 @@ async def controller_running(broker: MosquittoBroker) -> AsyncIterator[Controlle
 async def unit_running(broker: MosquittoBroker, unit_id: str, tmp: Path) -> AsyncIterator[UnitLink]:
     identity = broker.fleet.client_identity(unit_id)
     settings = LinkSettings(
-        unit_id=unit_id,
         host=broker.host,
         port=broker.port,
         topic_root=broker.fleet.topics.root,
@@ -113,7 +112,7 @@ async def unit_running(broker: MosquittoBroker, unit_id: str, tmp: Path) -> Asyn
         close_flush_s=3.0,
     )
     with Outbox.open(tmp / f"{unit_id}-outbox.sqlite") as outbox:
-        link = UnitLink(settings, outbox)
+        link = UnitLink(settings, outbox, unit_id=unit_id)
         task = asyncio.create_task(link.run(), name=f"link-{unit_id}")
         try:
             async with asyncio.timeout(10):
@@ -128,7 +127,7 @@ async def unit_running(broker: MosquittoBroker, unit_id: str, tmp: Path) -> Asyn
 def heartbeat(link: UnitLink) -> Callable[[int], Heartbeat]:
     def build(seq: int) -> Heartbeat:
         return Heartbeat(
-            unit_id=link.settings.unit_id,
+            unit_id=link.unit_id,
             seq=seq,
             sent_at=utcnow(),
             boot_id=link.boot_id,
