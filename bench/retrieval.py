@@ -5,7 +5,9 @@ the unit's end is shaped with `tc` tbf (default 8 Mbit/s: this kernel has no net
 The controller's evidence endpoint (`controller.evidence.receiver`, SQLite, fsync per
 chunk) runs as a process of its own in the root namespace; the unit's uploader
 (`edge_agent.uploads`, the agent's own code, cap off: the link is the limit) as a process
-in the namespace, on real encrypted segments in the unit's own index. One run prints:
+in the namespace, on real encrypted segments in the unit's own index: the sample clip
+(`samples/`) written by the real recorder, looped, in segments of 60 s of video. One run
+prints:
 
 (a) goodput of the unit's upload of a ~100 MB range against `curl --upload-file` of the
     same bytes (one file) over the same link, to a TLS sink with the same certificates
@@ -16,7 +18,12 @@ in the namespace, on real encrypted segments in the unit's own index. One run pr
     than one chunk per cut), and the controller's record of acknowledged bytes that
     arrived again (must be 0);
 (c) the endpoint process's CPU seconds per GB received (user + system, from /proc, over
-    the clean upload of (a)).
+    the clean upload of (a));
+(d) the controller's CPU seconds per GB exported: the exhibit made from the range the
+    clean upload of (a) retrieved, as a release makes it (`ReleaseService`: the evidence
+    key unlocked, every segment checked and decrypted, MP4 by stream copy, manifest,
+    signature, zip, the release recorded), in a process of its own; the process CPU time
+    of that step alone (all its threads), per GB of MP4 footage in the exhibit.
 
 Needs root (namespaces, tc) and `ip`, `tc`, `ss`, `curl`.
 
@@ -36,7 +43,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +52,8 @@ sys.path.insert(0, str(ROOT))
 UNIT = "cam-01"
 CTL_IP, UNIT_IP = "10.77.0.1", "10.77.0.2"
 PASSPHRASE = "benchmark evidence passphrase"
-SEGMENT_BYTES = 10 * 1000 * 1000
+#: Video in each segment the recorder writes (the sample clip is about 1.7 Mbit/s).
+SEGMENT_SECONDS = 60
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -151,6 +158,39 @@ async def _serve_sink(args: argparse.Namespace) -> None:
         await server.serve_forever()
 
 
+async def _export(args: argparse.Namespace) -> None:
+    """Make and release the exhibit of case `args.case` as the controller does; print the
+    CPU time of that step."""
+    from controller.config import ControllerSettings
+    from controller.evidence.releases import ReleaseRequest, ReleaseService
+    from controller.store import Database
+
+    class DataController:
+        username, role = "dora", "data_controller"
+
+    settings = ControllerSettings(
+        database_url=args.db, fleet_dir=Path(args.fleet), evidence={"store_dir": Path(args.store)}
+    ).resolved()
+    db = Database(args.db)
+    service = ReleaseService(db, settings)
+    request = ReleaseRequest(
+        recipient_name="Benchmark", reason="Benchmark export", lawful_basis="Benchmark",
+        method="secure download", passphrase=PASSPHRASE,
+    )  # fmt: skip
+    cpu, began = time.process_time(), time.monotonic()
+    job = await service.start(DataController(), args.case, request)
+    await service.wait(job.id)
+    cpu, elapsed = time.process_time() - cpu, time.monotonic() - began
+    folder = service.exhibit_dir(job.exhibit_number)
+    footage = sum(p.stat().st_size for p in (folder / "footage").glob("*.mp4"))
+    zipped = folder.with_name(folder.name + ".zip")
+    size = zipped.stat().st_size if zipped.exists() else 0
+    await db.dispose()
+    doc = {"state": job.state, "problem": job.problem, "cpu": cpu, "elapsed": elapsed,
+           "footage": footage, "zip": size}  # fmt: skip
+    print(json.dumps(doc), flush=True)
+
+
 async def _unit(args: argparse.Namespace) -> None:
     from edge_agent.config import EvidenceConfig
     from edge_agent.recorder.index import SegmentIndex
@@ -199,11 +239,12 @@ async def _prepare(work: Path, mbytes: int) -> tuple[Any, list[tuple[str, str]]]
     from controller.config import ControllerSettings
     from controller.evidence.retrieval import request_retrieval
     from controller.fleet import import_units
-    from controller.index_checkpoints import record_index
+    from controller.fleet.index_checkpoints import record_index
     from controller.store import Database
     from controller.store.evidence import CaseRangeRow, CaseRow
     from protocol.messages import utcnow
     from provisioning import Fleet
+    from tests.harness.footage import require_sample_clip
     from tests.harness.unit_footage import UnitFootage
 
     fleet = Fleet.create(
@@ -211,9 +252,10 @@ async def _prepare(work: Path, mbytes: int) -> tuple[Any, list[tuple[str, str]]]
     )
     fleet.add_unit(UNIT)
     footage = UnitFootage(fleet, UNIT, work / "unit")
+    entries = await footage.record_clip(
+        require_sample_clip(), seconds=SEGMENT_SECONDS, at_least_bytes=mbytes * 1_000_000
+    )
     now = utcnow().replace(microsecond=0)
-    count = max(1, round(mbytes * 1_000_000 / SEGMENT_BYTES))
-    entries = footage.record(now - timedelta(hours=3), count, seconds=60, payload=SEGMENT_BYTES)
     db = Database(f"sqlite+aiosqlite:///{work / 'controller.db'}")
     await db.migrate()
     async with db.session() as session:
@@ -367,6 +409,12 @@ async def orchestrate(args: argparse.Namespace) -> None:
             finally:
                 endpoint.kill()
                 sink.kill()
+        # (d) the exhibit of the range the clean upload retrieved
+        export_args = ["--role", "export", *common, "--db", db_url,
+                       "--store", str(work / "store"), "--case", clean_case]  # fmt: skip
+        export = Proc(export_args, ready=False).result()
+        if export["state"] != "done":
+            sys.exit(f"the exhibit was not made: {export}")
     resent = cut["sent"] - cut["total"]
     print()
     print(f"link: {args.rate} tbf, unit in its own network namespace; {total / 1e6:.1f} MB "
@@ -386,6 +434,12 @@ async def orchestrate(args: argparse.Namespace) -> None:
     print("(c) endpoint CPU over the clean upload")
     print(f"    {cpu:.2f} s for {received / 1e9:.3f} GB = {cpu / (received / 1e9):.1f} CPU s/GB "
           "received (TLS, HTTP, fsync per chunk, SHA-256 and checks of every file)")  # fmt: skip
+    exported = export["footage"] / 1e9
+    print("(d) controller CPU making the exhibit of the retrieved range (one process)")
+    print(f"    {export['cpu']:.2f} s CPU ({export['elapsed']:.1f} s) for {exported:.3f} GB of MP4 "
+          f"= {export['cpu'] / exported:.1f} CPU s/GB exported (key unlocked, every segment "
+          "checked and decrypted, stream copy, manifest, signature, zip of "
+          f"{export['zip'] / 1e6:.1f} MB, release recorded)")  # fmt: skip
 
 
 def main() -> None:
@@ -405,6 +459,7 @@ def main() -> None:
         "endpoint": _serve_endpoint,
         "sink": _serve_sink,
         "unit": _unit,
+        "export": _export,
     }[args.role]
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(role(args))

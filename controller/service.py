@@ -22,6 +22,8 @@ from controller.callouts import CalloutService, Notifier
 from controller.config import ControllerSettings
 from controller.deployments import review_job
 from controller.errors import StoreError
+from controller.evidence.case_jobs import case_job
+from controller.evidence.endpoint import serve_retrieval
 from controller.fleet import import_units
 from controller.fleet.jobs import FleetJobs
 from controller.fleet.unit_reports import UnitReports
@@ -182,8 +184,6 @@ class ControllerService:
     async def _case_jobs(self) -> None:
         """Subject access reminders and overdue notes; holds sent, re-sent and matched with
         the units' acknowledgements."""
-        from controller.evidence.case_jobs import case_job
-
         while True:
             try:
                 await case_job(self.db, self.link, utcnow(), settings=self.settings.evidence)
@@ -193,8 +193,6 @@ class ControllerService:
 
     async def _retrieval(self) -> None:
         """The evidence endpoint units upload case footage to, and the upload commands."""
-        from controller.evidence.endpoint import serve_retrieval
-
         await serve_retrieval(self.settings, self.db, self.link)
 
     async def _serve_http(self) -> None:

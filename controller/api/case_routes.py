@@ -1,11 +1,12 @@
 """Cases, the review log and the release log: JSON routes.
 
-Who may do what (a contractor reaches none of these: 403, they never see evidence):
-reading cases and logs is for manager, operator, data_controller and auditor; raising a
-case for operator, manager and data_controller; approve, refuse, extend a subject access
-request and close for a data_controller (approve/refuse: not the one who raised it); the
-outcome for a data_controller or a manager. An auditor reads and changes nothing.
-`install(app)` maps the errors of cases to statuses.
+Who may do what is the permission table's word (`controller.accounts.permissions`), the
+same for the pages: `VIEW_CASES` to read cases, `VIEW_EVIDENCE_LOGS` the logs,
+`RAISE_CASE` to raise one, `DECIDE_CASE` to approve, refuse (not one's own case), extend a
+subject access request and close, `RECORD_CASE_OUTCOME` the outcome, `VIEW_KPIS` the
+evidence figures. A contractor has none of them (403: they never see evidence); an
+auditor reads and changes nothing. An error of cases answers with its own `status` and
+reads as a sentence (`controller.errors`).
 """
 
 from __future__ import annotations
@@ -13,17 +14,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, Query, Request
 
-from controller.api.auth import Role, User, require_role
-from controller.evidence.case_errors import (
-    CaseError,
-    CaseNotPermitted,
-    CaseRefused,
-    InvalidCase,
-    UnknownCase,
-)
+from controller.api.auth import Permission, User, allow
+from controller.evidence.case_errors import InvalidCase
 from controller.evidence.case_models import (
     CaseRequest,
     CaseType,
@@ -45,17 +39,16 @@ from controller.evidence.evidence_logs import (
 from controller.evidence.settings import EvidenceSettings
 from controller.store.evidence import CASE_STATUSES
 
-__all__ = ["EVIDENCE_READERS", "install", "router", "workflow_for"]
+__all__ = ["router", "workflow_for"]
 
 router = APIRouter(prefix="/api", tags=["cases"])
 
-#: Who may read cases, their footage's logs and evidence figures: never a contractor.
-EVIDENCE_READERS = (Role.MANAGER, Role.OPERATOR, Role.DATA_CONTROLLER, Role.AUDITOR)
-Reader = Annotated[User, Depends(require_role(*EVIDENCE_READERS))]
-Raiser = Annotated[User, Depends(require_role(Role.OPERATOR, Role.MANAGER, Role.DATA_CONTROLLER))]
-Decider = Annotated[User, Depends(require_role(Role.DATA_CONTROLLER))]
-OutcomeSetter = Annotated[User, Depends(require_role(Role.DATA_CONTROLLER, Role.MANAGER))]
-KpiReader = Annotated[User, Depends(require_role(Role.MANAGER, Role.AUDITOR))]
+Reader = Annotated[User, Depends(allow(Permission.VIEW_CASES))]
+LogReader = Annotated[User, Depends(allow(Permission.VIEW_EVIDENCE_LOGS))]
+Raiser = Annotated[User, Depends(allow(Permission.RAISE_CASE))]
+Decider = Annotated[User, Depends(allow(Permission.DECIDE_CASE))]
+OutcomeSetter = Annotated[User, Depends(allow(Permission.RECORD_CASE_OUTCOME))]
+KpiReader = Annotated[User, Depends(allow(Permission.VIEW_KPIS))]
 
 
 def evidence_settings(request: Request) -> EvidenceSettings:
@@ -159,7 +152,7 @@ async def close(
 
 @router.get("/review-log", summary="Who viewed, played, downloaded or exported case footage")
 async def review_log(
-    user: Reader,
+    user: LogReader,
     flow: Flow,
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to")] = None,
@@ -174,7 +167,7 @@ async def review_log(
 
 @router.get("/release-log", summary="What footage was released, to whom, why and how")
 async def release_log(
-    user: Reader,
+    user: LogReader,
     flow: Flow,
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to")] = None,
@@ -212,34 +205,3 @@ async def kpis(
         "by_type": figures.by_type,
         "by_outcome": figures.by_outcome,
     }
-
-
-# ----------------------------------------------------------------------------- errors
-
-_STATUS: tuple[tuple[type[CaseError], int], ...] = (
-    (UnknownCase, 404),
-    (CaseNotPermitted, 403),
-    (CaseRefused, 409),
-    (InvalidCase, 422),
-)
-
-
-def case_status(exc: CaseError) -> int:
-    """The HTTP status of an error of cases (the pages use it too)."""
-    return next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
-
-
-def _sentence(message: str) -> str:
-    message = message.strip()
-    message = message[:1].upper() + message[1:]
-    return message if message.endswith((".", "?", "!")) else message + "."
-
-
-async def _case_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, CaseError)
-    return JSONResponse({"detail": _sentence(str(exc))}, status_code=case_status(exc))
-
-
-def install(app: FastAPI) -> None:
-    """Called by `create_app`: the errors of cases leave as sentences with a status."""
-    app.add_exception_handler(CaseError, _case_error)

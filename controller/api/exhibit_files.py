@@ -12,8 +12,10 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import FileResponse
 
+from controller.accounts.permissions import Permission
 from controller.api.auth import User
-from controller.evidence.releases import REVIEWERS, ReleaseService, UnknownExhibit
+from controller.evidence.cases import require_permission
+from controller.evidence.releases import ReleaseService, UnknownExhibit
 from controller.evidence.review_log import PlayDebounce, ReviewAction, client_words, log_review
 from controller.store.base import utcnow
 from controller.store.evidence import CaseRow, ExhibitRow
@@ -94,8 +96,8 @@ async def log_exhibit_review(
 
 
 async def _exhibit(request: Request, user: User, number: str, part: str, what: str) -> Any:
+    require_permission(user, Permission.VIEW_FOOTAGE, what)
     service = releases_of(request)
-    service.check_role(user.username, str(user.role), what, REVIEWERS)
     async with service.db.session() as session:
         return await service.exhibit(session, number, part)
 

@@ -1,27 +1,27 @@
 """JSON routes for releasing a case's footage and reviewing its exhibits.
 
     POST /api/cases/{number}/releases                       make an exhibit and release it
-                                                            (data controller; 202 + the job)
+                                                            (202 + the job)
     GET  /api/cases/{number}/release-jobs/{job}             the job's progress
     GET  /api/cases/{number}/exhibits                       the case's exhibits
     GET  /api/cases/{number}/exhibits/{part}                one exhibit: release, files
     GET  /api/cases/{number}/exhibits/{part}/download       the exhibit as a zip (logged)
     GET  /api/cases/{number}/exhibits/{part}/footage/{name} a video file, Range (logged)
 
-Making an exhibit is for data controllers; watching and downloading for data controllers
-and managers (`controller.evidence.releases`). Anyone else, contractors first of all, is
-refused (403) on every route. The passphrase in the body is never logged or stored.
+Making an exhibit and following its job needs `RELEASE_FOOTAGE`; watching and downloading
+`VIEW_FOOTAGE` (`controller.accounts.permissions`). Anyone else, contractors first of all,
+is refused (403) on every route. The passphrase in the body is never logged or stored. An
+error answers with its own `status`, as a sentence (`controller.errors`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
-from sqlalchemy import select
 
-from controller.api.auth import Role, User, require_role
+from controller.api.auth import Permission, User, allow
 from controller.api.exhibit_files import (
     download_response,
     exhibit_manifest,
@@ -29,16 +29,11 @@ from controller.api.exhibit_files import (
     footage_response,
     releases_of,
 )
-from controller.errors import ControllerError
-from controller.evidence.case_errors import CaseError
-from controller.evidence.cases import load_case
-from controller.evidence.exhibits import ExhibitError
 from controller.evidence.releases import (
-    RELEASERS,
-    REVIEWERS,
     ReleaseRequest,
-    error_status,
+    case_exhibits,
     exhibit_number_part,
+    exhibit_release,
 )
 from controller.store.evidence import ExhibitRow, ReleaseRow
 
@@ -46,12 +41,8 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/cases", tags=["evidence"])
 
-Releaser = Annotated[User, Depends(require_role(*(Role(r) for r in RELEASERS)))]
-Reviewer = Annotated[User, Depends(require_role(*(Role(r) for r in REVIEWERS)))]
-
-
-def _http(exc: ControllerError) -> HTTPException:
-    return HTTPException(error_status(exc), str(exc))
+Releaser = Annotated[User, Depends(allow(Permission.RELEASE_FOOTAGE))]
+Reviewer = Annotated[User, Depends(allow(Permission.VIEW_FOOTAGE))]
 
 
 @router.post("/{number}/releases", status_code=202, summary="Make an exhibit and release it")
@@ -60,11 +51,7 @@ async def post_release(
 ) -> JSONResponse:
     """Unlocks the evidence key with the passphrase for this job only, then makes the
     exhibit in the background: poll the job's `progress` URL until `state` is `done`."""
-    service = releases_of(request)
-    try:
-        job = await service.start(user.username, str(user.role), number, body)
-    except (CaseError, ExhibitError) as exc:
-        raise _http(exc) from None
+    job = await releases_of(request).start(user, number, body)
     doc = job.as_dict()
     doc["progress"] = f"/api/cases/{number}/release-jobs/{job.id}"
     doc["exhibit_url"] = f"/api/cases/{number}/exhibits/{job.exhibit_part}"
@@ -75,10 +62,7 @@ async def post_release(
 async def get_release_job(
     request: Request, number: str, job_id: str, user: Releaser
 ) -> dict[str, Any]:
-    try:
-        return _jsonable(releases_of(request).job(number, job_id).as_dict())
-    except CaseError as exc:
-        raise _http(exc) from None
+    return _jsonable(releases_of(request).job(number, job_id).as_dict())
 
 
 def _exhibit_doc(row: ExhibitRow, release: ReleaseRow | None, number: str) -> dict[str, Any]:
@@ -108,35 +92,18 @@ def _exhibit_doc(row: ExhibitRow, release: ReleaseRow | None, number: str) -> di
 
 @router.get("/{number}/exhibits", summary="The exhibits made from a case's footage")
 async def get_exhibits(request: Request, number: str, user: Reviewer) -> dict[str, Any]:
-    service = releases_of(request)
-    try:
-        async with service.db.session() as session:
-            case = await load_case(session, number)
-            rows = (
-                await session.execute(
-                    select(ExhibitRow, ReleaseRow)
-                    .outerjoin(ReleaseRow, ReleaseRow.exhibit_id == ExhibitRow.id)
-                    .where(ExhibitRow.case_id == case.id)
-                    .order_by(ExhibitRow.id)
-                )
-            ).all()
-    except CaseError as exc:
-        raise _http(exc) from None
+    async with releases_of(request).db.session() as session:
+        _case, rows = await case_exhibits(session, number)
     return {"case": number, "exhibits": [_exhibit_doc(e, r, number) for e, r in rows]}
 
 
 @router.get("/{number}/exhibits/{part}", summary="One exhibit: its release and its files")
 async def get_exhibit(request: Request, number: str, part: str, user: Reviewer) -> dict[str, Any]:
     service = releases_of(request)
-    try:
-        async with service.db.session() as session:
-            _case, row = await service.exhibit(session, number, part)
-            release = await session.scalar(
-                select(ReleaseRow).where(ReleaseRow.exhibit_id == row.id)
-            )
-        manifest = exhibit_manifest(row)
-    except CaseError as exc:
-        raise _http(exc) from None
+    async with service.db.session() as session:
+        _case, row = await service.exhibit(session, number, part)
+        release = await exhibit_release(session, row)
+    manifest = exhibit_manifest(row)
     doc = _exhibit_doc(row, release, number)
     doc["footage"] = [
         {
@@ -155,10 +122,7 @@ async def get_exhibit(request: Request, number: str, part: str, user: Reviewer) 
 
 @router.get("/{number}/exhibits/{part}/download", summary="The exhibit as a zip (logged)")
 async def get_download(request: Request, number: str, part: str, user: Reviewer) -> FileResponse:
-    try:
-        return await download_response(request, user, number, part)
-    except CaseError as exc:
-        raise _http(exc) from None
+    return await download_response(request, user, number, part)
 
 
 @router.get(
@@ -167,10 +131,7 @@ async def get_download(request: Request, number: str, part: str, user: Reviewer)
 async def get_footage(
     request: Request, number: str, part: str, name: str, user: Reviewer
 ) -> FileResponse:
-    try:
-        return await footage_response(request, user, number, part, name)
-    except CaseError as exc:
-        raise _http(exc) from None
+    return await footage_response(request, user, number, part, name)
 
 
 def _jsonable(doc: dict[str, Any]) -> dict[str, Any]:

@@ -21,12 +21,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from controller import audit
-from controller.bus import ControllerLink
 from controller.evidence import holds
 from controller.evidence.sar import ANSWERED, LOCAL_ZONE
 from controller.evidence.settings import EvidenceSettings
+from controller.link import ControllerLink
 from controller.store.base import Database
 from controller.store.evidence import CaseRow
 from controller.store.fleet import Notification
@@ -132,7 +133,7 @@ async def case_job(
 
 
 def _notify(
-    session: Any,
+    session: AsyncSession,
     settings: EvidenceSettings,
     row: CaseRow,
     event: str,
@@ -154,4 +155,3 @@ def _notify(
                 payload=_payload(row, event, deadline),
             )
         )
-        session.info["notify"] = True

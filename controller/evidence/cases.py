@@ -35,7 +35,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controller import audit
-from controller.bus import ControllerLink
+from controller.accounts.permissions import Permission, may, roles_for
 from controller.evidence import holds
 from controller.evidence.case_errors import (
     CaseNotPermitted,
@@ -51,29 +51,28 @@ from controller.evidence.case_models import (
     OutcomeRequest,
     RefuseRequest,
 )
+from controller.evidence.retrieval import request_retrieval
 from controller.evidence.sar import LOCAL_ZONE, MAX_EXTENSION_MONTHS, due_by, extended_by
 from controller.evidence.settings import EvidenceSettings
+from controller.link import ControllerLink
 from controller.store.base import Database, utcnow
 from controller.store.evidence import CaseHoldRow, CaseRangeRow, CaseRow
 from controller.store.fleet import Unit
 
 __all__ = [
     "CLOSABLE",
-    "DECIDERS",
-    "RAISERS",
     "Actor",
     "CaseWorkflow",
+    "case_with_ranges",
     "load_case",
     "mark_released",
     "mark_retrieved",
     "mark_retrieving",
+    "require_permission",
 ]
 
 log = logging.getLogger(__name__)
 
-RAISERS = ("operator", "manager", "data_controller")
-DECIDERS = ("data_controller",)
-OUTCOME_SETTERS = ("data_controller", "manager")
 CLOSABLE = ("approved", "refused", "retrieving", "retrieved", "released")
 #: How far in the future a range may end (clocks of browsers and units differ a little).
 CLOCK_SLACK = timedelta(minutes=2)
@@ -91,6 +90,18 @@ class Actor(Protocol):
     def role(self) -> str: ...
 
 
+def require_permission(actor: Actor, permission: Permission, action: str) -> None:
+    """Refuse (`CaseNotPermitted`) an actor whose role does not have `permission` in the
+    permission table (`controller.accounts.permissions`)."""
+    try:
+        allowed = may(actor.role, permission)
+    except ValueError:  # not a role at all
+        allowed = False
+    if not allowed:
+        words = " or ".join(role.label for role in roles_for(permission))
+        raise CaseNotPermitted(actor.username, action, f"it needs the role {words}")
+
+
 async def load_case(session: AsyncSession, number: str, *, for_update: bool = False) -> CaseRow:
     """The case with this number (`UnknownCase` when none)."""
     query = select(CaseRow).where(CaseRow.number == number)
@@ -100,6 +111,19 @@ async def load_case(session: AsyncSession, number: str, *, for_update: bool = Fa
     if row is None:
         raise UnknownCase(number)
     return row
+
+
+async def case_with_ranges(
+    session: AsyncSession, number: str
+) -> tuple[CaseRow, list[CaseRangeRow]]:
+    """The case (`UnknownCase` when none) and its unit ranges, by unit then start."""
+    row = await load_case(session, number)
+    ranges = await session.execute(
+        select(CaseRangeRow)
+        .where(CaseRangeRow.case_id == row.id)
+        .order_by(CaseRangeRow.unit_id, CaseRangeRow.start)
+    )
+    return row, list(ranges.scalars())
 
 
 async def _record(
@@ -231,13 +255,8 @@ class CaseWorkflow:
     # -------------------------------------------------------------- who may act
 
     @staticmethod
-    def _role(actor: Actor, action: str, roles: tuple[str, ...]) -> None:
-        if str(actor.role) not in roles:
-            words = " or ".join(r.replace("_", " ") for r in roles)
-            raise CaseNotPermitted(actor.username, action, f"it needs the role {words}")
-
-    def _independent(self, actor: Actor, row: CaseRow, action: str) -> None:
-        self._role(actor, f"{action} a case", DECIDERS)
+    def _independent(actor: Actor, row: CaseRow, action: str) -> None:
+        require_permission(actor, Permission.DECIDE_CASE, f"{action} a case")
         if actor.username == row.raised_by:
             raise CaseNotPermitted(
                 actor.username,
@@ -254,7 +273,7 @@ class CaseWorkflow:
     # -------------------------------------------------------------------- raise
 
     async def raise_case(self, actor: Actor, req: CaseRequest) -> CaseRow:
-        self._role(actor, "raise a case", RAISERS)
+        require_permission(actor, Permission.RAISE_CASE, "raise a case")
         now = self.clock()
         self._check_ranges(req, now)
         received = req.received_at
@@ -400,9 +419,6 @@ class CaseWorkflow:
 
     async def _start_retrieval(self, actor: Actor, row: CaseRow, now: datetime) -> None:
         """Ask the units for the footage (the retrieval step records and sends it)."""
-        # Imported here: the retrieval and upload steps move cases with this module.
-        from controller.evidence.retrieval import request_retrieval
-
         await request_retrieval(self.db, self.link, case_id=row.id, actor=actor.username, now=now)
 
     async def refuse(self, actor: Actor, number: str, req: RefuseRequest) -> CaseRow:
@@ -423,7 +439,7 @@ class CaseWorkflow:
     async def extend(self, actor: Actor, number: str, req: ExtendRequest) -> CaseRow:
         """Extend a SAR's deadline to `months` further months after the first (1 or 2 in
         all, counted from receipt); a later extension may lengthen it, never shorten it."""
-        self._role(actor, "extend a subject access request", DECIDERS)
+        require_permission(actor, Permission.DECIDE_CASE, "extend a subject access request")
         now = self.clock()
         async with self.db.session() as session:
             row = await load_case(session, number, for_update=True)
@@ -468,7 +484,7 @@ class CaseWorkflow:
     # ---------------------------------------------------------- outcome, closing
 
     async def set_outcome(self, actor: Actor, number: str, req: OutcomeRequest) -> CaseRow:
-        self._role(actor, "record the outcome of a case", OUTCOME_SETTERS)
+        require_permission(actor, Permission.RECORD_CASE_OUTCOME, "record the outcome of a case")
         now = self.clock()
         async with self.db.session() as session:
             row = await load_case(session, number, for_update=True)
@@ -490,7 +506,7 @@ class CaseWorkflow:
     async def close(self, actor: Actor, number: str, req: CloseRequest | None = None) -> CaseRow:
         """Close the case and release its holds on the units."""
         req = req or CloseRequest()
-        self._role(actor, "close a case", DECIDERS)
+        require_permission(actor, Permission.DECIDE_CASE, "close a case")
         now = self.clock()
         async with self.db.session() as session:
             row = await load_case(session, number, for_update=True)

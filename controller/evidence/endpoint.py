@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from controller.bus import ControllerLink
 from controller.config import ControllerSettings
 from controller.evidence.receiver import UploadReceiver
 from controller.evidence.retrieval import retrieval_job
 from controller.evidence.uploads import UploadService
+from controller.link import ControllerLink
 from controller.store.base import Database, utcnow
 
 __all__ = ["make_receiver", "serve_retrieval"]

@@ -56,8 +56,8 @@ from controller.evidence.decrypt import (
 from controller.evidence.exhibit_readme import readme_text
 from controller.evidence.footage_join import JoinedFile, SegmentClip, join_segments
 from protocol.evidence_keys import EvidencePrivateKey
-from protocol.segment_format import iso_utc
-from protocol.segment_manifest import (
+from protocol.segment.format import iso_utc
+from protocol.segment.manifest import (
     Checkpoint,
     ManifestError,
     ManifestSegment,
@@ -91,6 +91,8 @@ Progress = Callable[[int, int, str], None]
 class ExhibitError(EvidenceError):
     """An exhibit cannot be made; `problems` names every reason (tampering found, a
     file missing, a folder in the way)."""
+
+    status = 409
 
     def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
         super().__init__(message + ("" if not problems else ": " + "; ".join(problems)))

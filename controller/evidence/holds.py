@@ -10,7 +10,7 @@ longer than a command lives), is sent again by the periodic job with a fresh com
 the same hold id (placing the same hold again is a no-op on the unit).
 
 An acknowledgement is applied when ingest stores it (`apply_ack`, from
-`controller.unit_reports`) and again by the periodic job (`apply_stored_acks`): an ack
+`controller.fleet.unit_reports`) and again by the periodic job (`apply_stored_acks`): an ack
 that arrives before the transaction that recorded its command has committed is matched
 all the same. `done` marks the hold placed (or released) on the unit; `rejected` or
 `failed` keeps the unit's reason as the hold's problem. Every send and every answer is
@@ -26,9 +26,9 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controller import audit
-from controller.bus import ControllerLink
-from controller.commands import release_hold, set_hold
 from controller.errors import ConfigError, LinkError
+from controller.fleet.commands import release_hold, set_hold
+from controller.link import ControllerLink
 from controller.store.base import Database
 from controller.store.evidence import CaseHoldRow, CaseRangeRow, CaseRow
 from controller.store.reports import CommandAckRecord, CommandRecord

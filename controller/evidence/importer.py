@@ -32,8 +32,8 @@ from controller.evidence.uploads import UploadService
 from controller.store.base import utcnow
 from controller.store.evidence import CaseRangeRow, RetrievalRow
 from protocol.evidence_upload import MANIFEST_NAME, OfferedFile, UploadOffer, UploadState
-from protocol.segment_format import SEGMENT_SUFFIX
-from protocol.segment_manifest import ManifestError, SegmentManifest
+from protocol.segment.format import SEGMENT_SUFFIX
+from protocol.segment.manifest import ManifestError, SegmentManifest
 
 __all__ = ["ImportError_", "ImportResult", "import_folder"]
 
@@ -43,6 +43,8 @@ FETCHING = ("approved", "retrieving", "retrieved")
 
 class ImportError_(ControllerError):
     """The folder cannot be imported for this case (the message says why)."""
+
+    status = 422
 
 
 @dataclass

@@ -10,7 +10,10 @@ written. A wrong passphrase is refused with a sentence and audited (who tried, f
 case). One exhibit is made per case at a time.
 
 The JSON API (`controller.api.release_routes`) and the pages
-(`controller.pages.release_pages`) both call `ReleaseService`; the role table is here.
+(`controller.pages.release_pages`) both call `ReleaseService` and read exhibits and their
+releases through `case_exhibits` and `exhibit_release`. Who may do what is the permission
+table's word (`controller.accounts.permissions`): `RELEASE_FOOTAGE` to make and release an
+exhibit, `VIEW_FOOTAGE` to watch or download one.
 """
 
 from __future__ import annotations
@@ -31,11 +34,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controller import audit
+from controller.accounts.permissions import Permission
 from controller.config import ControllerSettings
-from controller.errors import ControllerError
 from controller.evidence import store_layout
-from controller.evidence.case_errors import CaseError, CaseNotPermitted, CaseRefused, UnknownCase
-from controller.evidence.cases import load_case, mark_released
+from controller.evidence.case_errors import CaseError, CaseRefused
+from controller.evidence.cases import Actor, load_case, mark_released, require_permission
 from controller.evidence.exhibits import (
     CaseSummary,
     Exhibit,
@@ -46,20 +49,18 @@ from controller.evidence.exhibits import (
     zip_exhibit,
 )
 from controller.evidence.holds import case_subject
+from controller.fleet.unit_keys import public_key
 from controller.store.base import Database, utcnow
 from controller.store.evidence import CaseRangeRow, CaseRow, ExhibitRow, ReleaseRow
 from controller.store.fleet import Unit
 from controller.store.reports import CheckpointRecord
-from controller.unit_keys import public_key
 from protocol.evidence_keys import EvidenceKeyError, EvidencePrivateKey
-from protocol.segment_manifest import Checkpoint, SegmentManifest
+from protocol.segment.manifest import Checkpoint, SegmentManifest
 from protocol.signing import load_private_key
 
 __all__ = [
     "METHODS",
     "RELEASABLE",
-    "RELEASERS",
-    "REVIEWERS",
     "EvidenceKeyUnavailable",
     "ReleaseJob",
     "ReleaseRequest",
@@ -67,15 +68,13 @@ __all__ = [
     "UnknownExhibit",
     "UnknownJob",
     "WrongPassphrase",
-    "error_status",
+    "case_exhibits",
     "exhibit_number_part",
+    "exhibit_release",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Who may make and release an exhibit, and who may watch or download one.
-RELEASERS = ("data_controller",)
-REVIEWERS = ("data_controller", "manager")
 #: Case states an exhibit may be made in.
 RELEASABLE = ("retrieved", "released")
 #: The usual ways an exhibit leaves the control room (the form offers these; the API
@@ -88,21 +87,30 @@ _GOOD_CHECKPOINTS = ("verified", "gap")
 
 
 class EvidenceKeyUnavailable(CaseError):
-    """The controller has no evidence key file or signing key configured or readable."""
+    """The controller has no evidence key file or signing key configured or readable (the
+    message names files: a person is told only that the controller failed)."""
+
+    status = 503
 
 
 class WrongPassphrase(CaseError):
+    status = 422
+
     def __init__(self) -> None:
         super().__init__("the passphrase does not unlock the evidence key")
 
 
 class UnknownExhibit(CaseError):
+    status = 404
+
     def __init__(self, number: str) -> None:
         super().__init__(f"there is no exhibit {number!r}")
         self.number = number
 
 
 class UnknownJob(CaseError):
+    status = 404
+
     def __init__(self, job_id: str) -> None:
         super().__init__(f"there is no exhibit job {job_id!r} running or finished here")
         self.job_id = job_id
@@ -251,22 +259,14 @@ class ReleaseService:
         except (OSError, ValueError) as exc:
             raise EvidenceKeyUnavailable(f"the signing key {path} cannot be read") from exc
 
-    # ------------------------------------------------------------------- who may act
-
-    @staticmethod
-    def check_role(username: str, role: str, action: str, roles: tuple[str, ...]) -> None:
-        if str(role) not in roles:
-            words = " or ".join(r.replace("_", " ") for r in roles)
-            raise CaseNotPermitted(username, action, f"it needs the role {words}")
-
     # ------------------------------------------------------------------- the release
 
-    async def start(self, username: str, role: str, number: str, req: ReleaseRequest) -> ReleaseJob:
+    async def start(self, actor: Actor, number: str, req: ReleaseRequest) -> ReleaseJob:
         """Check the request, unlock the key, and start making the exhibit."""
-        self.check_role(username, role, f"release footage of case {number}", RELEASERS)
+        require_permission(actor, Permission.RELEASE_FOOTAGE, f"release footage of case {number}")
         async with self._starting:
             self._forget_old_jobs()
-            return await self._start(username, number, req)
+            return await self._start(actor.username, number, req)
 
     def _forget_old_jobs(self) -> None:
         cutoff = self.clock() - JOB_KEPT
@@ -551,14 +551,21 @@ class ReleaseService:
         return case, row
 
 
-def error_status(exc: ControllerError) -> int:
-    """The HTTP status of a case or exhibit error, shared by the API and the pages."""
-    if isinstance(exc, UnknownCase | UnknownExhibit | UnknownJob):
-        return 404
-    if isinstance(exc, CaseNotPermitted):
-        return 403
-    if isinstance(exc, WrongPassphrase):
-        return 422
-    if isinstance(exc, EvidenceKeyUnavailable):
-        return 503
-    return 409
+async def case_exhibits(
+    session: AsyncSession, number: str
+) -> tuple[CaseRow, list[tuple[ExhibitRow, ReleaseRow | None]]]:
+    """The case (`UnknownCase` when none) and its exhibits in the order they were made,
+    each with its release (None for an exhibit not released)."""
+    case = await load_case(session, number)
+    rows = await session.execute(
+        select(ExhibitRow, ReleaseRow)
+        .outerjoin(ReleaseRow, ReleaseRow.exhibit_id == ExhibitRow.id)
+        .where(ExhibitRow.case_id == case.id)
+        .order_by(ExhibitRow.id)
+    )
+    return case, [(exhibit, release) for exhibit, release in rows.all()]
+
+
+async def exhibit_release(session: AsyncSession, exhibit: ExhibitRow) -> ReleaseRow | None:
+    """The release of `exhibit`, None when it was not released."""
+    return await session.scalar(select(ReleaseRow).where(ReleaseRow.exhibit_id == exhibit.id))

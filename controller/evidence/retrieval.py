@@ -23,10 +23,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controller import audit
-from controller.bus import ControllerLink
-from controller.commands import send_command
 from controller.errors import ConfigError, LinkError
 from controller.evidence.holds import case_subject
+from controller.fleet.commands import send_command
+from controller.link import ControllerLink
 from controller.store.base import Database, utcnow
 from controller.store.evidence import CaseRangeRow, CaseRow, RetrievalRow
 from controller.store.reports import CommandAckRecord, CommandRecord

@@ -1,7 +1,7 @@
 """The checks every retrieved file passes before the controller keeps it as evidence, the
 same for a file uploaded by the unit and one imported from its export folder.
 
-The unit's signed index manifest (`protocol.segment_manifest`):
+The unit's signed index manifest (`protocol.segment.manifest`):
 - it is for this unit, its checkpoint signature verifies with the unit's signing key the
   controller holds, its entries form one unbroken run of the hash chain ending at the
   signed head;
@@ -31,16 +31,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from controller.fleet.unit_keys import public_key
 from controller.store.reports import ChainEntryRecord, CheckpointRecord, SegmentRecord
-from controller.unit_keys import public_key
 from protocol.errors import SegmentError
-from protocol.segment_format import inspect_segment
-from protocol.segment_manifest import (
+from protocol.segment.manifest import (
     ManifestError,
     ManifestSegment,
     SegmentManifest,
     verify_manifest,
 )
+from protocol.segment.reader import inspect_segment
 
 __all__ = [
     "ManifestCheck",

@@ -84,7 +84,7 @@ from protocol.evidence_upload import (
     UploadOffer,
     UploadState,
 )
-from protocol.segment_manifest import ManifestError
+from protocol.segment.manifest import ManifestError
 
 __all__ = ["UploadService"]
 

@@ -2,8 +2,9 @@
 one, a case with its ranges, holds, retrievals, exhibits, releases and timeline, the
 decisions on it; the review log and the release log with filters and CSV download.
 
-Roles as in `controller.api.case_routes` (the same workflow and queries underneath): a
-contractor reaches none of these pages (403), an auditor reads and changes nothing.
+Permissions as in `controller.api.case_routes` (the same table, workflow and queries
+underneath): a contractor reaches none of these pages (403), an auditor reads and changes
+nothing. An error of cases is shown with its own `status` as a sentence (`PageRoute`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import select
 
-from controller.api.auth import User, require_role
-from controller.api.case_routes import EVIDENCE_READERS, case_status, workflow_for
+from controller.api.auth import Permission, User, allow
+from controller.api.case_routes import workflow_for
+from controller.errors import sentence
 from controller.evidence.case_errors import CaseError
 from controller.evidence.case_models import (
     CaseRequest,
@@ -35,7 +36,6 @@ from controller.evidence.case_views import (
     case_detail,
     list_cases,
 )
-from controller.evidence.cases import DECIDERS, OUTCOME_SETTERS, RAISERS
 from controller.evidence.evidence_logs import (
     LogFilter,
     local_days,
@@ -44,6 +44,7 @@ from controller.evidence.evidence_logs import (
     review_csv,
     review_entries,
 )
+from controller.fleet.units import units_in_service
 from controller.pages.local_time import from_local_input
 from controller.pages.render import PageRoute, page
 from controller.store.evidence import CASE_STATUSES
@@ -53,9 +54,11 @@ __all__ = ["router"]
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-Reader = Annotated[User, Depends(require_role(*EVIDENCE_READERS))]
-Raiser = Annotated[User, Depends(require_role(*RAISERS))]
-Actor = Annotated[User, Depends(require_role(*dict.fromkeys((*DECIDERS, *OUTCOME_SETTERS))))]
+Reader = Annotated[User, Depends(allow(Permission.VIEW_CASES))]
+LogReader = Annotated[User, Depends(allow(Permission.VIEW_EVIDENCE_LOGS))]
+Raiser = Annotated[User, Depends(allow(Permission.RAISE_CASE))]
+Decider = Annotated[User, Depends(allow(Permission.DECIDE_CASE))]
+OutcomeSetter = Annotated[User, Depends(allow(Permission.RECORD_CASE_OUTCOME))]
 RANGE_ROWS = 4
 DONE = {
     "raised": "Case {ref} raised: a data controller who did not raise it decides it next.",
@@ -65,22 +68,12 @@ DONE = {
     "outcome": "The outcome of case {ref} is recorded.",
     "close": "Case {ref} closed: its holds are being released.",
 }
-STEPS = ("approve", "refuse", "extend", "outcome", "close")
 
 
 def _notice(request: Request) -> str | None:
     done = request.query_params.get("done", "")
     ref = "".join(c for c in request.query_params.get("ref", "") if c.isalnum() or c in "-")
     return DONE[done].format(ref=ref[:40]) if done in DONE else None
-
-
-def _sentence(exc: Exception) -> str:
-    text = str(exc).strip()
-    return (text[:1].upper() + text[1:]).rstrip(".") + "."
-
-
-def _refused(exc: CaseError) -> HTTPException:
-    return HTTPException(case_status(exc), _sentence(exc))
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -129,19 +122,15 @@ async def cases(
         overdue=bool(overdue),
         statuses=STATUS_WORDS,
         types=CASE_TYPE_WORDS,
-        may_raise=user.role.value in RAISERS,
     )
 
 
 # -------------------------------------------------------------------------- raising
 
 
-async def _units(request: Request) -> list[Unit]:
+async def _units_in_service(request: Request) -> list[Unit]:
     async with request.app.state.db.session() as session:
-        rows = await session.execute(
-            select(Unit).where(Unit.retired_at.is_(None)).order_by(Unit.unit_id)
-        )
-        return list(rows.scalars())
+        return await units_in_service(session)
 
 
 async def _case_form(
@@ -161,7 +150,7 @@ async def _case_form(
         status_code=status_code,
         values=values,
         errors=errors or {},
-        units=await _units(request),
+        units=await _units_in_service(request),
         types=CASE_TYPE_WORDS,
         range_rows=RANGE_ROWS,
         max_hours=workflow_for(request).settings.max_range_hours,
@@ -235,11 +224,11 @@ def _validation_errors(exc: ValidationError, rows: list[int]) -> dict[str, str]:
         if loc and loc[0] == "ranges" and len(loc) > 1 and loc[1].isdigit():
             row = rows[int(loc[1])] if int(loc[1]) < len(rows) else 0
             key = f"r{row}.{loc[2]}" if len(loc) > 2 else f"r{row}.end"
-            errors.setdefault(key, f"Range {row + 1}: {message}.")
+            errors.setdefault(key, sentence(f"Range {row + 1}: {message}"))
         elif loc and loc[0] in _FIELD_OF:
-            errors.setdefault(_FIELD_OF[loc[0]], f"{message[:1].upper()}{message[1:]}.")
+            errors.setdefault(_FIELD_OF[loc[0]], sentence(message))
         else:
-            errors.setdefault("form", f"{message[:1].upper()}{message[1:]}.")
+            errors.setdefault("form", sentence(message))
     return errors
 
 
@@ -260,10 +249,10 @@ async def create_case(request: Request, user: Raiser) -> Response:
     try:
         row = await workflow_for(request).raise_case(user, body)
     except CaseError as exc:
-        if case_status(exc) == 403:
-            raise _refused(exc) from exc
+        if exc.status == 403:
+            raise
         return await _case_form(
-            request, user, values=values, errors={"form": _sentence(exc)}, status_code=422
+            request, user, values=values, errors={"form": sentence(exc)}, status_code=422
         )
     return _back(row.number, "raised")
 
@@ -280,14 +269,10 @@ def _back(number: str, done: str) -> RedirectResponse:
 @router.get("/cases/{number}", response_class=HTMLResponse)
 async def case(request: Request, number: str, user: Reader) -> HTMLResponse:
     flow = workflow_for(request)
-    try:
-        async with flow.db.session() as session:
-            detail = await case_detail(
-                session, number, now=flow.clock(), reminder_days=flow.settings.sar_reminder_days
-            )
-    except CaseError as exc:
-        raise _refused(exc) from exc
-    role = user.role.value
+    async with flow.db.session() as session:
+        detail = await case_detail(
+            session, number, now=flow.clock(), reminder_days=flow.settings.sar_reminder_days
+        )
     return page(
         request,
         "case.html",
@@ -298,51 +283,76 @@ async def case(request: Request, number: str, user: Reader) -> HTMLResponse:
         c=detail,
         s=detail.summary,
         outcomes=OUTCOME_WORDS,
-        decider=role in DECIDERS,
         independent=user.username != detail.summary.raised_by,
-        may_outcome=role in OUTCOME_SETTERS,
     )
 
 
-@router.post("/cases/{number}/{step}")
-async def case_step(request: Request, number: str, step: str, user: Actor) -> RedirectResponse:
-    if step not in STEPS:
-        raise HTTPException(404, f"{step!r} is not a step of a case.")
-    flow = workflow_for(request)
+def _step_refused(exc: ValidationError) -> HTTPException:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ())) or 'value'}: "
+        f"{str(e.get('msg', 'not valid')).removeprefix('Value error, ')}"
+        for e in exc.errors()[:3]
+    )
+    return HTTPException(422, f"The step could not be recorded ({problems}).")
+
+
+@router.post("/cases/{number}/approve")
+async def approve(request: Request, number: str, user: Decider) -> RedirectResponse:
     form = await _form(request)
     try:
-        if step == "approve":
-            await flow.approve(user, number, DecisionRequest(notes=form.get("notes", "")))
-        elif step == "refuse":
-            await flow.refuse(user, number, RefuseRequest(reason=form.get("reason", "")))
-        elif step == "extend":
-            await flow.extend(
-                user,
-                number,
-                ExtendRequest.model_validate(
-                    {"months": form.get("months", ""), "reason": form.get("reason", "")}
-                ),
-            )
-        elif step == "outcome":
-            await flow.set_outcome(
-                user,
-                number,
-                OutcomeRequest.model_validate(
-                    {"outcome": form.get("outcome", ""), "note": form.get("note", "")}
-                ),
-            )
-        else:
-            await flow.close(user, number, CloseRequest(note=form.get("note", "")))
+        body = DecisionRequest(notes=form.get("notes", ""))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ())) or 'value'}: "
-            f"{str(e.get('msg', 'not valid')).removeprefix('Value error, ')}"
-            for e in exc.errors()[:3]
+        raise _step_refused(exc) from exc
+    await workflow_for(request).approve(user, number, body)
+    return _back(number, "approve")
+
+
+@router.post("/cases/{number}/refuse")
+async def refuse(request: Request, number: str, user: Decider) -> RedirectResponse:
+    form = await _form(request)
+    try:
+        body = RefuseRequest(reason=form.get("reason", ""))
+    except ValidationError as exc:
+        raise _step_refused(exc) from exc
+    await workflow_for(request).refuse(user, number, body)
+    return _back(number, "refuse")
+
+
+@router.post("/cases/{number}/extend")
+async def extend(request: Request, number: str, user: Decider) -> RedirectResponse:
+    form = await _form(request)
+    try:
+        body = ExtendRequest.model_validate(
+            {"months": form.get("months", ""), "reason": form.get("reason", "")}
         )
-        raise HTTPException(422, f"The step could not be recorded ({problems}).") from exc
-    except CaseError as exc:
-        raise _refused(exc) from exc
-    return _back(number, step)
+    except ValidationError as exc:
+        raise _step_refused(exc) from exc
+    await workflow_for(request).extend(user, number, body)
+    return _back(number, "extend")
+
+
+@router.post("/cases/{number}/outcome")
+async def outcome(request: Request, number: str, user: OutcomeSetter) -> RedirectResponse:
+    form = await _form(request)
+    try:
+        body = OutcomeRequest.model_validate(
+            {"outcome": form.get("outcome", ""), "note": form.get("note", "")}
+        )
+    except ValidationError as exc:
+        raise _step_refused(exc) from exc
+    await workflow_for(request).set_outcome(user, number, body)
+    return _back(number, "outcome")
+
+
+@router.post("/cases/{number}/close")
+async def close(request: Request, number: str, user: Decider) -> RedirectResponse:
+    form = await _form(request)
+    try:
+        body = CloseRequest(note=form.get("note", ""))
+    except ValidationError as exc:
+        raise _step_refused(exc) from exc
+    await workflow_for(request).close(user, number, body)
+    return _back(number, "close")
 
 
 # ------------------------------------------------------------------------------ logs
@@ -403,7 +413,7 @@ def _filters(**values: Any) -> str:
 @router.get("/logs/review", response_class=HTMLResponse)
 async def review_log(
     request: Request,
-    user: Reader,
+    user: LogReader,
     start: Since = "",
     end: Until = "",
     case: CaseNumber = "",
@@ -428,7 +438,7 @@ async def review_log(
 @router.get("/logs/review.csv")
 async def review_log_csv(
     request: Request,
-    user: Reader,
+    user: LogReader,
     start: Since = "",
     end: Until = "",
     case: CaseNumber = "",
@@ -441,7 +451,7 @@ async def review_log_csv(
 @router.get("/logs/releases", response_class=HTMLResponse)
 async def release_log(
     request: Request,
-    user: Reader,
+    user: LogReader,
     start: Since = "",
     end: Until = "",
     case: CaseNumber = "",
@@ -466,7 +476,7 @@ async def release_log(
 @router.get("/logs/releases.csv")
 async def release_log_csv(
     request: Request,
-    user: Reader,
+    user: LogReader,
     start: Since = "",
     end: Until = "",
     case: CaseNumber = "",

@@ -8,8 +8,11 @@
     /cases/{number}/exhibits/{part}/download   the zip
     /cases/{number}/exhibits/{part}/footage/{name}   a video file, with Range support
 
-Opening an exhibit page, playing its footage and downloading it are each written to the
-review log. Contractors, operators and auditors are refused every one of these pages.
+Making and releasing an exhibit needs `RELEASE_FOOTAGE`, watching and downloading one
+`VIEW_FOOTAGE` (`controller.accounts.permissions`, as for the JSON routes). Opening an
+exhibit page, playing its footage and downloading it are each written to the review log.
+Contractors, operators and auditors are refused every one of these pages. An error is
+shown with its own `status` as a sentence (`PageRoute`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import select
 
-from controller.api.auth import Role, User, require_role
+from controller.api.auth import Permission, User, allow
 from controller.api.exhibit_files import (
     download_response,
     exhibit_manifest,
@@ -33,29 +35,26 @@ from controller.api.exhibit_files import (
     log_exhibit_review,
     releases_of,
 )
-from controller.errors import ControllerError
-from controller.evidence.case_errors import CaseError
-from controller.evidence.cases import load_case
+from controller.errors import sentence
+from controller.evidence.cases import case_with_ranges
 from controller.evidence.exhibit_readme import CASE_TYPE_WORDS
-from controller.evidence.exhibits import ExhibitError, local_words
+from controller.evidence.exhibits import local_words
 from controller.evidence.releases import (
     METHODS,
     RELEASABLE,
-    RELEASERS,
-    REVIEWERS,
     ReleaseRequest,
     WrongPassphrase,
-    error_status,
+    exhibit_release,
 )
-from controller.pages.render import PageRoute, page, refusal
+from controller.pages.render import PageRoute, page
 from controller.store.evidence import CaseRangeRow, CaseRow, ReleaseRow
 
 __all__ = ["router"]
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-Releaser = Annotated[User, Depends(require_role(*(Role(r) for r in RELEASERS)))]
-Reviewer = Annotated[User, Depends(require_role(*(Role(r) for r in REVIEWERS)))]
+Releaser = Annotated[User, Depends(allow(Permission.RELEASE_FOOTAGE))]
+Reviewer = Annotated[User, Depends(allow(Permission.VIEW_FOOTAGE))]
 #: Each form field and its label (the error list names fields by these).
 LABELS = {
     "recipient_name": "Recipient's name",
@@ -69,28 +68,13 @@ LABELS = {
 }
 
 
-def _refused(request: Request, exc: ControllerError) -> HTMLResponse:
-    text = str(exc).strip() or "The request cannot be carried out"
-    return refusal(request, error_status(exc), text[:1].upper() + text[1:].rstrip(".") + ".")
-
-
 def _local(value: datetime | None) -> str:
     return local_words(value) if value is not None else ""
 
 
 async def _case_and_ranges(request: Request, number: str) -> tuple[CaseRow, list[CaseRangeRow]]:
     async with request.app.state.db.session() as session:
-        case = await load_case(session, number)
-        ranges = list(
-            (
-                await session.execute(
-                    select(CaseRangeRow)
-                    .where(CaseRangeRow.case_id == case.id)
-                    .order_by(CaseRangeRow.unit_id, CaseRangeRow.start)
-                )
-            ).scalars()
-        )
-    return case, ranges
+        return await case_with_ranges(session, number)
 
 
 def _form_page(
@@ -121,10 +105,7 @@ def _form_page(
 
 @router.get("/cases/{number}/release", response_class=HTMLResponse)
 async def release_form(request: Request, number: str, user: Releaser) -> HTMLResponse:
-    try:
-        case, ranges = await _case_and_ranges(request, number)
-    except CaseError as exc:
-        return _refused(request, exc)
+    case, ranges = await _case_and_ranges(request, number)
     values = {
         "recipient_name": case.requester_name,
         "recipient_org": case.requester_org,
@@ -141,10 +122,7 @@ async def release_form(request: Request, number: str, user: Releaser) -> HTMLRes
 async def release_submit(request: Request, number: str, user: Releaser) -> Response:
     form = await request.form()
     values = {name: str(form.get(name) or "") for name in LABELS}
-    try:
-        case, ranges = await _case_and_ranges(request, number)
-    except CaseError as exc:
-        return _refused(request, exc)
+    case, ranges = await _case_and_ranges(request, number)
     shown = {k: v for k, v in values.items() if k != "passphrase"}  # never sent back
     try:
         body = ReleaseRequest.model_validate(values)
@@ -152,21 +130,16 @@ async def release_submit(request: Request, number: str, user: Releaser) -> Respo
         errors = {str(e["loc"][0]): str(e["msg"]) for e in exc.errors() if e["loc"]}
         return _form_page(request, user, case, ranges, shown, errors, 422)
     try:
-        job = await releases_of(request).start(user.username, str(user.role), number, body)
+        job = await releases_of(request).start(user, number, body)
     except WrongPassphrase as exc:
-        errors = {"passphrase": str(exc)[:1].upper() + str(exc)[1:] + "."}
+        errors = {"passphrase": sentence(exc)}
         return _form_page(request, user, case, ranges, shown, errors, 422)
-    except (CaseError, ExhibitError) as exc:
-        return _refused(request, exc)
     return RedirectResponse(f"/cases/{quote(number)}/release-jobs/{job.id}", status_code=303)
 
 
 @router.get("/cases/{number}/release-jobs/{job_id}", response_class=HTMLResponse)
 async def release_job(request: Request, number: str, job_id: str, user: Releaser) -> HTMLResponse:
-    try:
-        job = releases_of(request).job(number, job_id)
-    except CaseError as exc:
-        return _refused(request, exc)
+    job = releases_of(request).job(number, job_id)
     return page(
         request,
         "release_job.html",
@@ -181,10 +154,7 @@ async def release_job(request: Request, number: str, job_id: str, user: Releaser
 async def release_job_progress(
     request: Request, number: str, job_id: str, user: Releaser
 ) -> HTMLResponse:
-    try:
-        job = releases_of(request).job(number, job_id)
-    except CaseError as exc:
-        return _refused(request, exc)
+    job = releases_of(request).job(number, job_id)
     return page(request, "_release_progress.html", user, title="", job=job, number=number)
 
 
@@ -209,15 +179,10 @@ def _release_facts(release: ReleaseRow | None) -> list[tuple[str, str]]:
 @router.get("/cases/{number}/exhibits/{part}", response_class=HTMLResponse)
 async def exhibit_page(request: Request, number: str, part: str, user: Reviewer) -> HTMLResponse:
     service = releases_of(request)
-    try:
-        async with service.db.session() as session:
-            case, row = await service.exhibit(session, number, part)
-            release = await session.scalar(
-                select(ReleaseRow).where(ReleaseRow.exhibit_id == row.id)
-            )
-        manifest = exhibit_manifest(row)
-    except CaseError as exc:
-        return _refused(request, exc)
+    async with service.db.session() as session:
+        case, row = await service.exhibit(session, number, part)
+        release = await exhibit_release(session, row)
+    manifest = exhibit_manifest(row)
     footage = footage_items(manifest)
     await log_exhibit_review(
         request, user, case, row, "viewed", f"exhibit page with {len(footage)} video file(s)"
@@ -244,10 +209,7 @@ async def exhibit_page(request: Request, number: str, part: str, user: Reviewer)
 
 @router.get("/cases/{number}/exhibits/{part}/download")
 async def exhibit_download(request: Request, number: str, part: str, user: Reviewer) -> Response:
-    try:
-        response: FileResponse = await download_response(request, user, number, part)
-    except CaseError as exc:
-        return _refused(request, exc)
+    response: FileResponse = await download_response(request, user, number, part)
     return response
 
 
@@ -255,8 +217,5 @@ async def exhibit_download(request: Request, number: str, part: str, user: Revie
 async def exhibit_footage(
     request: Request, number: str, part: str, name: str, user: Reviewer
 ) -> Response:
-    try:
-        response: FileResponse = await footage_response(request, user, number, part, name)
-    except CaseError as exc:
-        return _refused(request, exc)
+    response: FileResponse = await footage_response(request, user, number, part, name)
     return response

@@ -14,9 +14,9 @@ from fastapi.responses import HTMLResponse
 from controller import audit
 from controller.accounts import Accounts
 from controller.api.auth import Permission, User, allow, contractor_scope
-from controller.fleet.kpis import kpi_report
 from controller.evidence.case_views import CASE_TYPE_WORDS, OUTCOME_WORDS
 from controller.evidence.evidence_logs import evidence_kpis
+from controller.fleet.kpis import kpi_report
 from controller.pages.render import PageRoute, page
 
 __all__ = ["router"]

@@ -9,7 +9,8 @@
     /callouts, /callouts/board, /callouts/{id}, /callouts/{id}/{step} (POST)
     /deployments, /deployments/new, /deployments/{id}, /deployments/{id}/{decision} (POST),
     /locations/{id}
-    /cases, /cases/new, /cases/{number}, /cases/{number}/{step} (POST)
+    /cases, /cases/new, /cases/{number}     cases; their steps (POST): /cases/{number}/approve,
+                                            /refuse, /extend, /outcome, /close
     /logs/review, /logs/releases (+ .csv)   review and release logs (not for contractors)
     /cases/{number}/release, /release-jobs/{job}, /exhibits/{part} (+ /download, /footage/..)
                                             making, releasing and watching exhibits
@@ -44,7 +45,7 @@ for _module in (
     fleet_pages,
     callout_pages,
     deployment_pages,
-    release_pages,  # before case_pages: its /cases/{number}/release is not a case step
+    release_pages,
     case_pages,
     report_pages,
 ):

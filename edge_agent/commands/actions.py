@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.commands.processor import AckStatus, ActionHandler, CommandFailed
 from edge_agent.config import RuntimeSettings
@@ -25,7 +25,6 @@ from edge_agent.recorder.holds import HoldError, HoldStore
 from edge_agent.recorder.index import SegmentIndex
 from edge_agent.selftest import next_run
 from edge_agent.telemetry import Publish, Telemetry
-from edge_agent.uploads import Uploader
 from protocol.messages import (
     CommandBody,
     ReleaseHold,
@@ -34,6 +33,9 @@ from protocol.messages import (
     SetHold,
     UploadEvidence,
 )
+
+if TYPE_CHECKING:  # the uploader imports this package (for CommandFailed)
+    from edge_agent.uploads import Uploader
 
 __all__ = ["RUNTIME_KEYS", "CommandActions"]
 

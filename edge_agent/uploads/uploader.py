@@ -32,8 +32,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edge_agent.capture.backoff import Backoff
-from edge_agent.commands import CommandFailed
+from edge_agent.backoff import Backoff
+from edge_agent.commands.processor import CommandFailed
 from edge_agent.config import EvidenceConfig
 from edge_agent.link.tls import client_context
 from edge_agent.recorder.errors import RecorderError

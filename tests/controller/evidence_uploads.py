@@ -23,7 +23,7 @@ from controller.evidence.retrieval import request_retrieval
 from controller.evidence.upload_settings import UploadEndpointFiles
 from controller.evidence.uploads import UploadService
 from controller.fleet import import_units
-from controller.index_checkpoints import record_index
+from controller.fleet.index_checkpoints import record_index
 from controller.store import Database
 from controller.store.evidence import CaseRangeRow, CaseRow, RetrievalRow, RetrievedFileRow
 from edge_agent.config import EvidenceConfig

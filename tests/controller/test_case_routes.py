@@ -19,7 +19,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from controller.api.accounts import AuthSettings
+from controller.accounts import AuthSettings
 from controller.api.app import create_app
 from controller.api.auth import Role
 from controller.config import ControllerSettings

@@ -37,7 +37,7 @@ from controller.store.audit import AuditEntry
 from edge_agent.link.tls import client_context
 from edge_agent.recorder.index import SegmentIndex
 from protocol.evidence_upload import MANIFEST_NAME, ContentRange
-from protocol.segment_manifest import SegmentManifest
+from protocol.segment.manifest import SegmentManifest
 from provisioning import Fleet
 from tests.controller.evidence_uploads import (
     UNIT,

@@ -28,7 +28,7 @@ from controller.evidence.exhibits import (
     zip_exhibit,
 )
 from protocol.evidence_keys import EvidencePrivateKey, generate_evidence_key
-from protocol.segment_manifest import Checkpoint
+from protocol.segment.manifest import Checkpoint
 from tests.harness.footage import SAMPLE_CLIP
 from tests.harness.recorded_footage import RecordedFootage, record_footage
 

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from controller import audit
-from controller.api.accounts import AuthSettings
+from controller.accounts import AuthSettings
 from controller.api.app import create_app
 from controller.evidence.holds import case_subject
 from controller.store import Database

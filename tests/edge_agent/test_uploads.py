@@ -15,7 +15,7 @@ from edge_agent.config import ConfigError, EvidenceConfig, load_config
 from edge_agent.uploads import JobStore, TokenBucket, Uploader
 from protocol.evidence_upload import MANIFEST_NAME
 from protocol.messages import TimeRange, UploadEvidence
-from protocol.segment_manifest import SegmentManifest, verify_manifest
+from protocol.segment.manifest import SegmentManifest, verify_manifest
 from provisioning import Fleet
 from tests.harness.unit_footage import UnitFootage
 

@@ -15,7 +15,7 @@ from edge_agent.capture import open_source
 from edge_agent.recorder.index import IndexEntry, SegmentIndex
 from edge_agent.recorder.recorder import Recorder, RecorderConfig
 from protocol.evidence_keys import EvidencePrivateKey
-from protocol.segment_manifest import Checkpoint
+from protocol.segment.manifest import Checkpoint
 from tests.harness.footage import require_sample_clip
 
 __all__ = ["RecordedFootage", "record_footage"]

@@ -1,28 +1,32 @@
-"""A unit's footage as the agent keeps it, made quickly: real encrypted segment files
-(`protocol.segment_writer`, the unit's enrollment keys) filled with random bytes, in the
-agent's own segment index (chained, checkpoints signed with the unit's key) and hold
-store, and the recording-index reports the agent would send over MQTT.
+"""A unit's footage as the agent keeps it: real encrypted segment files
+(`protocol.segment.writer`, the unit's enrollment keys) in the agent's own segment index
+(chained, checkpoints signed with the unit's key) and hold store, and the recording-index
+reports the agent would send over MQTT. `record` fills segments with random bytes (made
+quickly); `record_clip` has the real recorder write a video file into them (footage that
+decodes).
 
     unit = UnitFootage(fleet, "cam-01", tmp_path / "cam-01")
     entries = unit.record(start, count=5, seconds=60, payload=300_000)
+    entries = await unit.record_clip(SAMPLE_CLIP, seconds=60, at_least_bytes=100_000_000)
     message = unit.report()                       # a RecordingIndex, as the agent sends it
-
-For footage that decodes, use `tests.harness.recorded_footage` (the real recorder).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from edge_agent.capture import open_source
 from edge_agent.recorder.holds import HoldStore
 from edge_agent.recorder.index import IndexEntry, SegmentIndex
+from edge_agent.recorder.recorder import Recorder, RecorderConfig
 from edge_agent.recording_control import ChainReports
 from protocol.evidence_keys import EvidencePublicKey
 from protocol.messages import RecordingIndex, SegmentSummary, utcnow
-from protocol.segment_format import SegmentSummaryInfo, segment_file_name
-from protocol.segment_writer import SegmentWriter
+from protocol.segment.format import SegmentSummaryInfo, segment_file_name
+from protocol.segment.writer import SegmentWriter
 from protocol.signing import load_private_key
 from provisioning import Fleet
 
@@ -116,6 +120,46 @@ class UnitFootage:
                 )
             )
         return made
+
+    async def record_clip(
+        self, clip: Path, *, seconds: float, at_least_bytes: int, within: float = 600.0
+    ) -> list[IndexEntry]:
+        """The real recorder writes the looped `clip` as fast as it reads (no pacing) into
+        segments of `seconds` of video, until at least `at_least_bytes` are sealed; the
+        segments recorded, in order."""
+        sealed: list[int] = []
+        first = len(self.index.entries())
+
+        def on_segment(summary: SegmentSummaryInfo, chain: str) -> None:
+            sealed.append(summary.file_bytes)
+            self._new.append(
+                SegmentSummary(
+                    segment_id=summary.segment_id,
+                    started_at=summary.started_at,
+                    ended_at=summary.ended_at,
+                    size=summary.file_bytes,
+                    sha256=summary.file_sha256,
+                    chain_hash=chain,
+                )
+            )
+
+        recorder = Recorder(
+            source=open_source(f"file:{clip}?realtime=0"),
+            index=self.index,
+            evidence_key=self.evidence_key,
+            config=RecorderConfig(
+                unit_id=self.unit_id, data_dir=self.segments_dir, segment_seconds=seconds
+            ),
+            on_segment=on_segment,
+        )
+        await recorder.start()
+        try:
+            async with asyncio.timeout(within):
+                while sum(sealed) < at_least_bytes:  # noqa: ASYNC110 - the recorder's thread
+                    await asyncio.sleep(0.1)
+        finally:
+            await recorder.stop()
+        return self.index.entries()[first:]
 
     def report(self) -> RecordingIndex:
         """The recording-index report the agent sends next: the segments sealed since the
