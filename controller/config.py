@@ -44,6 +44,7 @@ from pydantic_settings import (
 from controller.callouts.sla import ContractClock
 from controller.deployments.models import DeploymentPolicy
 from controller.errors import ConfigError
+from controller.evidence.settings import EvidenceSettings
 from protocol.faults import Priority
 from protocol.topics import DEFAULT_ROOT, Topics
 
@@ -230,6 +231,9 @@ class ControllerSettings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     deployments: DeploymentPolicy = Field(
         default_factory=DeploymentPolicy, description="PIA review periods and reminders"
+    )
+    evidence: EvidenceSettings = Field(
+        default_factory=EvidenceSettings, description="Evidence store, case limits, SAR reminders"
     )
 
     @classmethod

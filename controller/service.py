@@ -22,6 +22,8 @@ from controller.callouts import CalloutService, Notifier
 from controller.config import ControllerSettings
 from controller.deployments import review_job
 from controller.errors import StoreError
+from controller.evidence.case_jobs import case_job
+from controller.evidence.endpoint import serve_retrieval
 from controller.fleet import import_units
 from controller.fleet.jobs import FleetJobs
 from controller.fleet.unit_reports import UnitReports
@@ -140,6 +142,8 @@ class ControllerService:
                     tg.create_task(self._jobs_after_backlog(), name="periodic-jobs"),
                     tg.create_task(self.notifier.run(), name="notifier"),
                     tg.create_task(self._deployment_reviews(), name="deployment-reviews"),
+                    tg.create_task(self._case_jobs(), name="case-jobs"),
+                    tg.create_task(self._retrieval(), name="evidence-retrieval"),
                 ]
                 for name, factory in self.extra_tasks.items():
                     tasks.append(tg.create_task(factory(), name=name))
@@ -176,6 +180,20 @@ class ControllerService:
             except Exception:  # one bad pass must not stop the controller
                 log.exception("deployment review pass failed")
             await asyncio.sleep(max(self.settings.sweep_interval_s, 1.0))
+
+    async def _case_jobs(self) -> None:
+        """Subject access reminders and overdue notes; holds sent, re-sent and matched with
+        the units' acknowledgements."""
+        while True:
+            try:
+                await case_job(self.db, self.link, utcnow(), settings=self.settings.evidence)
+            except Exception:  # one bad pass must not stop the controller
+                log.exception("case pass failed")
+            await asyncio.sleep(max(self.settings.sweep_interval_s, 1.0))
+
+    async def _retrieval(self) -> None:
+        """The evidence endpoint units upload case footage to, and the upload commands."""
+        await serve_retrieval(self.settings, self.db, self.link)
 
     async def _serve_http(self) -> None:
         app = create_app(self.settings, self.db, self.link, registry=self.metrics)

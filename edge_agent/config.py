@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -32,6 +33,7 @@ from edge_agent.errors import AgentError
 from edge_agent.link.settings import LinkSettings
 from edge_agent.power.config import PowerConfig
 from edge_agent.selftest.sntp import parse_server
+from protocol.evidence_upload import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES
 from protocol.topics import validate_unit_id
 
 __all__ = ["AgentSettings", "ConfigError", "RuntimeSettings", "load_config"]
@@ -119,6 +121,44 @@ class PositionConfig(Section):
     gpsd_port: int = Field(2947, ge=1, le=65535)
 
 
+class EvidenceConfig(Section):
+    upload_url: str | None = Field(
+        None,
+        description="The controller's evidence upload endpoint (https://host:port); the "
+        "only place footage is ever uploaded to. Unset: upload commands fail",
+    )
+    ca_file: Path = Field(Path("ca.crt"), description="CA the endpoint's certificate chains to")
+    bandwidth_bytes_s: int = Field(
+        250_000,
+        ge=0,
+        description="Upload cap in bytes per second (250000 = 2 Mbit/s, for 4G); 0 = none",
+    )
+    chunk_bytes: int = Field(
+        DEFAULT_CHUNK_BYTES, ge=64 * 1024, le=MAX_CHUNK_BYTES, description="Bytes per request"
+    )
+    retry_base_s: float = Field(2.0, gt=0, description="First wait after a failed attempt")
+    retry_cap_s: float = Field(300.0, gt=0, description="Longest wait between attempts")
+    timeout_s: float = Field(
+        60.0, gt=0, description="Limit on each network wait (connect, send, answer)"
+    )
+
+    @field_validator("upload_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"{value!r} has a bad port") from exc
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"must be an https:// URL with a host, not {value!r}")
+        if parts.path not in ("", "/"):
+            raise ValueError(f"must be the endpoint's address without a path, not {value!r}")
+        return value.rstrip("/")
+
+
 class AgentSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CCTV_AGENT_", env_nested_delimiter="__", extra="forbid"
@@ -133,6 +173,7 @@ class AgentSettings(BaseSettings):
     power: PowerConfig = Field(default_factory=PowerConfig)
     link: LinkConfig = Field(default_factory=LinkConfig)
     position: PositionConfig = Field(default_factory=PositionConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Prometheus port")
     base_dir: Path = Field(
         Path("."), description="Folder relative paths are read from", exclude=True
@@ -146,7 +187,7 @@ class AgentSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> AgentSettings:
-        for name in ("broker", "keys", "storage", "selftest", "power"):
+        for name in ("broker", "keys", "storage", "selftest", "power", "evidence"):
             section: BaseModel = getattr(self, name)
             relative = {
                 key: (self.base_dir / value).resolve()

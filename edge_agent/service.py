@@ -4,6 +4,7 @@
     sampler (1 frame/s) -> self-tests at boot, at shift change, on command -> faults
     power monitor -> power telemetry, faults; low battery stops recording cleanly
     link (durable outbox) <- heartbeats, events, reports, acks;  -> commands, authorizations
+    uploads -> case footage to the controller's evidence endpoint, on a signed command
 
 On SIGTERM (or SIGINT): the open segment is sealed, the outbox flushed as far as the link
 allows, the retained offline state published, and the process exits 0.
@@ -52,6 +53,7 @@ from edge_agent.selftest.measurements import ClockOffsets, max_clock_age_s, read
 from edge_agent.selftest.suite import LiveSampler, SuiteInputs, build_checks
 from edge_agent.systemd import notify, watchdog_interval
 from edge_agent.telemetry import MessageBuilder, Telemetry
+from edge_agent.uploads import Uploader
 from protocol.messages import Command, StorageStatus, utcnow
 from protocol.signing import Verifier
 from protocol.topics import Topics
@@ -190,6 +192,16 @@ class Agent:
             publish=self._publish,
             clock=clock,
         )
+        self.uploader = Uploader(
+            cfg.evidence,
+            unit_id=cfg.unit_id,
+            cert_file=cfg.broker.cert_file,
+            key_file=cfg.broker.key_file,
+            index=self.index,
+            segments_dir=self.segments_dir,
+            jobs_dir=data / "uploads",
+            clock=clock,
+        )
         actions = CommandActions(
             selftests=self.selftests,
             settings=self.settings,
@@ -201,6 +213,7 @@ class Agent:
             telemetry=self.telemetry,
             publish=self._publish,
             clock=clock,
+            uploads=self.uploader,
         )
         self.commands = CommandProcessor(
             verifier, send_ack=actions.send_ack, actions=actions.handlers()
@@ -244,6 +257,7 @@ class Agent:
                 tg.create_task(self._retention(), name="retention")
                 tg.create_task(self.selftests.run_schedule(), name="selftest-schedule")
                 tg.create_task(self._watchdog(), name="watchdog")
+                tg.create_task(self.uploader.run(), name="evidence-uploads")
                 if self.power_reports is not None:
                     tg.create_task(self.power_reports.monitor.run(), name="power-monitor")
                     tg.create_task(self.power_reports.run(), name="power-reports")

@@ -14,6 +14,11 @@ from pydantic import Field, model_validator
 from protocol.envelope import Envelope, Ident, Model, Text, UnitId, Utc
 from protocol.topics import Channel
 
+#: A case number as the control room writes it, e.g. "C-2026-0007".
+CaseNumber = Annotated[
+    str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]*$")
+]
+
 __all__ = [
     "Authorization",
     "AuthorizationBody",
@@ -30,6 +35,8 @@ __all__ = [
     "SetConfig",
     "SetHold",
     "Signed",
+    "TimeRange",
+    "UploadEvidence",
 ]
 
 
@@ -71,8 +78,30 @@ class RequestExport(Model):
     end: Utc
 
 
+class TimeRange(Model):
+    start: Utc
+    end: Utc
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        if self.end <= self.start:
+            raise ValueError("a range must end after its start")
+        return self
+
+
+class UploadEvidence(Model):
+    """Upload the encrypted segments that overlap `ranges`, with the unit's signed index
+    manifest, to the controller's evidence endpoint named in the unit's own config (never
+    to an address a command gives), as upload `upload_id` of case `case_number`."""
+
+    action: Literal["upload_evidence"] = "upload_evidence"
+    upload_id: Ident
+    case_number: CaseNumber
+    ranges: list[TimeRange] = Field(min_length=1, max_length=200)
+
+
 CommandAction = Annotated[
-    SelfTestNow | SetHold | ReleaseHold | SetConfig | RequestExport,
+    SelfTestNow | SetHold | ReleaseHold | SetConfig | RequestExport | UploadEvidence,
     Field(discriminator="action"),
 ]
 

@@ -35,6 +35,8 @@ from protocol.controller_messages import (
     SelfTestNow,
     SetConfig,
     SetHold,
+    TimeRange,
+    UploadEvidence,
 )
 from protocol.envelope import PROTOCOL_VERSION, Envelope, Model, utcnow
 from protocol.errors import MalformedMessage, PayloadTooLarge, UnknownKind, VersionMismatch
@@ -94,7 +96,9 @@ __all__ = [
     "SetConfig",
     "SetHold",
     "StorageStatus",
+    "TimeRange",
     "UnitState",
+    "UploadEvidence",
     "channel_for",
     "decode",
     "encode",

@@ -5,7 +5,8 @@ signing keys, the fleet CA, the controller's signing public key and the evidence
 key; never the evidence private key, never the CA key.
 
     bundle/
-      agent.toml                 paths in it are relative to the bundle folder
+      agent.toml                 paths in it are relative to the bundle folder; its
+                                 [evidence] upload_url is the controller's upload endpoint
       unit.crt unit.key          TLS client identity (CN = unit id)
       unit-signing.key           Ed25519, signs the unit's recording-index checkpoints
       ca.crt                     the fleet CA: the broker's certificate must chain to it
@@ -96,6 +97,11 @@ def check_ups_url(url: str) -> str:
 
 
 def agent_toml(config: FleetConfig, unit_id: str) -> bytes:
+    evidence = (
+        {}
+        if config.uploads is None
+        else {"evidence": {"upload_url": config.uploads.url, "ca_file": "ca.crt"}}
+    )
     return toml_document(
         {
             "unit_id": unit_id,
@@ -114,6 +120,7 @@ def agent_toml(config: FleetConfig, unit_id: str) -> bytes:
             },
             "camera": {"url": "synthetic:"},
             "storage": {"data_dir": "data"},
+            **evidence,
         },
         header=f"Enrollment of unit {unit_id} in fleet {config.name!r} (cctv-provision).\n"
         "Paths are relative to this file's folder.",

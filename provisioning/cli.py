@@ -135,6 +135,16 @@ def init(
     cert_days: Annotated[int, typer.Option(help="Validity of issued certificates.", min=1)] = 730,
     ca_days: Annotated[int, typer.Option(help="Validity of the CA.", min=1)] = 3650,
     crl_days: Annotated[int, typer.Option(help="Validity of each CRL.", min=1)] = 365,
+    uploads_host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address units reach the controller's evidence upload endpoint at "
+            "(default: the first broker address)."
+        ),
+    ] = None,
+    uploads_port: Annotated[
+        int, typer.Option(help="HTTPS port of the evidence upload endpoint.", min=1, max=65535)
+    ] = 8443,
     force: Annotated[bool, typer.Option(help="Replace an existing fleet (destroys its CA).")] = (
         False
     ),
@@ -154,6 +164,8 @@ def init(
         extra_hosts=tuple(hosts[1:]),
         topic_root=topic_root,
         validity=ValiditySettings(ca_days=ca_days, cert_days=cert_days, crl_days=crl_days),
+        uploads_host=uploads_host,
+        uploads_port=uploads_port,
         force=force,
     )
     typer.echo(f"fleet {name!r} created in {fleet.root}")
@@ -244,6 +256,28 @@ def controller_identity(
     typer.echo(f"certificate: {identity.cert_file}")
     typer.echo(f"key:         {identity.key_file}")
     typer.echo(f"CA:          {identity.ca_file}")
+
+
+@app.command("evidence-endpoint")
+def evidence_endpoint(
+    ctx: typer.Context,
+    host: Annotated[
+        list[str],
+        typer.Option(
+            help="Address units reach the endpoint at (repeat for more names in its "
+            "certificate; the first one goes into agent.toml). Loopback is always included."
+        ),
+    ],
+    port: Annotated[int, typer.Option(help="HTTPS port.", min=1, max=65535)] = 8443,
+) -> None:
+    """Issue the server certificate of the controller's evidence upload endpoint and record
+    its URL; units enrolled from now on (add-unit, or add-unit --force) upload there."""
+    fleet = _open(ctx)
+    endpoint = fleet.set_uploads_endpoint(host[0], port, tuple(host[1:]))
+    typer.echo(f"evidence upload endpoint: {endpoint.url}")
+    typer.echo(f"  certificate: {fleet.layout.uploads_cert}")
+    typer.echo(f"  key:         {fleet.layout.uploads_key}")
+    typer.echo(f"Set [evidence.uploads] port = {port} in the controller's settings and restart it.")
 
 
 @app.command()

@@ -4,6 +4,7 @@ FLEET/
   fleet.toml                      name, topic_root, broker host/port, evidence suite, validity
   ca/ca.crt ca.key crl.pem issued.json
   controller/controller.crt controller.key signing.key signing.pub
+  controller/uploads.crt uploads.key        the evidence upload endpoint's server identity
   clients/<name>/client.crt client.key      other centre clients (controller-2, simulator...)
   broker/broker.crt broker.key
   evidence/evidence-public.json evidence-private.json
@@ -37,6 +38,7 @@ __all__ = [
     "FleetLayout",
     "IssuedCertificate",
     "Registry",
+    "UploadEndpoint",
     "ValiditySettings",
 ]
 
@@ -54,6 +56,23 @@ class BrokerSettings(_Data):
     )
 
 
+class UploadEndpoint(_Data):
+    host: str = Field(
+        "127.0.0.1", description="Address units reach the controller's evidence endpoint at."
+    )
+    port: int = Field(8443, ge=1, le=65535, description="The endpoint's HTTPS port.")
+    extra_hosts: list[str] = Field(
+        default_factory=list,
+        description="More names/addresses in the endpoint certificate besides loopback.",
+    )
+
+    @property
+    def url(self) -> str:
+        """The upload URL written into each unit's agent.toml."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+
 class ValiditySettings(_Data):
     ca_days: int = Field(3650, ge=1, description="Lifetime of the fleet CA.")
     cert_days: int = Field(730, ge=1, description="Lifetime of broker, controller and unit certs.")
@@ -69,6 +88,9 @@ class FleetConfig(_Data):
         EvidenceSuite.X25519, description="HPKE suite of the fleet evidence key."
     )
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    uploads: UploadEndpoint | None = Field(
+        None, description="The controller's evidence upload endpoint; None in older fleets."
+    )
     validity: ValiditySettings = Field(default_factory=ValiditySettings)
 
     @field_validator("topic_root")
@@ -97,6 +119,17 @@ class FleetConfig(_Data):
                     "cert_days": self.validity.cert_days,
                     "crl_days": self.validity.crl_days,
                 },
+                **(
+                    {}
+                    if self.uploads is None
+                    else {
+                        "uploads": {
+                            "host": self.uploads.host,
+                            "port": self.uploads.port,
+                            "extra_hosts": self.uploads.extra_hosts,
+                        }
+                    }
+                ),
             },
             header="CCTV fleet settings (cctv-provision). Certificates already issued keep\n"
             "the broker host and validity they were issued with.",
@@ -242,6 +275,14 @@ class FleetLayout:
     @property
     def controller_signing_pub(self) -> Path:
         return self.controller_dir / "signing.pub"
+
+    @property
+    def uploads_cert(self) -> Path:
+        return self.controller_dir / "uploads.crt"
+
+    @property
+    def uploads_key(self) -> Path:
+        return self.controller_dir / "uploads.key"
 
     @property
     def broker_dir(self) -> Path:

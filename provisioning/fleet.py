@@ -1,7 +1,8 @@
 """A fleet directory: create it, issue identities into it, revoke them.
 
-`Fleet.create(...)` makes the CA, the broker's and the controller's identities, the
-controller's command-signing key and the evidence key pair; `Fleet.open(path)` opens an
+`Fleet.create(...)` makes the CA, the broker's and the controller's identities (with the
+server identity of its evidence upload endpoint), the controller's command-signing key
+and the evidence key pair; `Fleet.open(path)` opens an
 existing one. `add_unit` issues a camera unit, `issue_client` a centre client (another
 controller, a simulator connection: see `provisioning.clients`). Every change runs under
 an exclusive lock on the directory.
@@ -42,6 +43,7 @@ from provisioning.config import (
     FleetLayout,
     IssuedCertificate,
     Registry,
+    UploadEndpoint,
     ValiditySettings,
 )
 from provisioning.errors import (
@@ -53,9 +55,21 @@ from provisioning.errors import (
 )
 from provisioning.files import fleet_lock, refuse_existing, write_bytes
 
-__all__ = ["LOOPBACK_HOSTS", "Fleet"]
+__all__ = ["LOOPBACK_HOSTS", "UPLOADS_CN", "Fleet"]
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+#: Common name of the evidence upload endpoint's server certificate.
+UPLOADS_CN = "controller-uploads"
+
+
+def _uploads_endpoint(host: str, port: int, extra_hosts: tuple[str, ...]) -> UploadEndpoint:
+    extra = [h for h in dict.fromkeys(extra_hosts) if h not in LOOPBACK_HOSTS and h != host]
+    pki.subject_alt_names([host, *extra])  # raises InvalidInput for a bad name
+    try:
+        return UploadEndpoint(host=host, port=port, extra_hosts=extra)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidInput(f"upload endpoint {first['loc'][0]}: {first['msg']}") from exc
 
 
 def _now() -> datetime:
@@ -87,9 +101,12 @@ class Fleet:
         extra_hosts: tuple[str, ...] = (),
         topic_root: str = DEFAULT_ROOT,
         validity: ValiditySettings | None = None,
+        uploads_host: str | None = None,
+        uploads_port: int = 8443,
         force: bool = False,
     ) -> Fleet:
-        """Create a fleet at `root`. Refuses an existing fleet unless `force`."""
+        """Create a fleet at `root`. Refuses an existing fleet unless `force`. The
+        evidence upload endpoint is at `uploads_host` (default: the broker's host)."""
         root = Path(root)
         layout = FleetLayout(root)
         if len(evidence_passphrase) < 8:
@@ -100,12 +117,14 @@ class Fleet:
             raise InvalidInput(f"topic root {topic_root!r}: {exc}") from exc
         hosts = [h for h in dict.fromkeys([broker_host, *extra_hosts]) if h not in LOOPBACK_HOSTS]
         pki.subject_alt_names(hosts)  # validate before writing anything
+        uploads = _uploads_endpoint(uploads_host or broker_host, uploads_port, ())
         try:
             config = FleetConfig(
                 name=name,
                 topic_root=topic_root,
                 evidence_suite=evidence_suite,
                 broker=BrokerSettings(host=broker_host, port=broker_port, extra_hosts=hosts),
+                uploads=uploads,
                 validity=validity or ValiditySettings(),
             )
         except ValidationError as exc:
@@ -124,6 +143,7 @@ class Fleet:
             layout.write_registry(Registry())
             fleet = cls(layout, config)
             fleet._issue_broker(ca)
+            fleet._issue_uploads(ca, uploads)
             fleet._issue_client(ca, "controller", pki.Role.CONTROLLER, force=force)
             signing = pki.new_signing_key()
             write_bytes(
@@ -274,6 +294,34 @@ class Fleet:
         )
         write_bytes(self.layout.broker_dir / "broker.crt", pki.cert_pem(cert), force=True)
         self._record(cert, "broker", pki.Role.BROKER)
+
+    def _issue_uploads(self, ca: pki.CertificateAuthority, endpoint: UploadEndpoint) -> None:
+        hosts = list(dict.fromkeys([*LOOPBACK_HOSTS, endpoint.host, *endpoint.extra_hosts]))
+        key, cert = pki.issue_certificate(
+            ca,
+            common_name=UPLOADS_CN,
+            role=pki.Role.UPLOADS,
+            days=self.config.validity.cert_days,
+            hosts=hosts,
+        )
+        write_bytes(self.layout.uploads_key, pki.private_key_pem(key), private=True, force=True)
+        write_bytes(self.layout.uploads_cert, pki.cert_pem(cert), force=True)
+        self._record(cert, UPLOADS_CN, pki.Role.UPLOADS)
+
+    def set_uploads_endpoint(
+        self, host: str, port: int = 8443, extra_hosts: tuple[str, ...] = ()
+    ) -> UploadEndpoint:
+        """(Re)issue the evidence upload endpoint's server certificate for `host` (and
+        `extra_hosts`) and record its URL in fleet.toml; units enrolled (or re-enrolled)
+        from now on get that URL in their agent.toml."""
+        endpoint = _uploads_endpoint(host, port, extra_hosts)
+        with fleet_lock(self.root):
+            ca = self._ca()
+            self.config = self.config.model_copy(update={"uploads": endpoint})
+            self._issue_uploads(ca, endpoint)
+            self._write_crl(ca)  # the previous endpoint certificate is superseded
+            write_bytes(self.layout.config_file, self.config.to_toml(), force=True)
+        return endpoint
 
     def _issue_client(
         self, ca: pki.CertificateAuthority, name: str, role: pki.Role, *, force: bool

@@ -8,6 +8,7 @@ certificate's CN as the MQTT username and client id (`use_identity_as_username`,
 Roles and their extensions:
     ca          basicConstraints CA:true (pathlen 0), keyUsage keyCertSign + cRLSign
     broker      extendedKeyUsage serverAuth, subjectAltName for every address units dial
+    uploads     the controller's evidence upload endpoint (HTTPS): as broker
     unit, controller, simulator
                 extendedKeyUsage clientAuth
 """
@@ -52,10 +53,16 @@ class Role(StrEnum):
     CONTROLLER = "controller"
     SIMULATOR = "simulator"
     BROKER = "broker"
+    #: The controller's HTTPS endpoint units upload evidence to.
+    UPLOADS = "uploads"
 
     @property
     def is_client(self) -> bool:
-        return self is not Role.BROKER
+        return not self.is_server
+
+    @property
+    def is_server(self) -> bool:
+        return self in (Role.BROKER, Role.UPLOADS)
 
 
 @dataclass(frozen=True)
@@ -175,9 +182,7 @@ def issue_certificate(
     now = now or datetime.now(UTC)
     key = new_tls_key()
     organisation = ca.cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value
-    eku = (
-        ExtendedKeyUsageOID.SERVER_AUTH if role is Role.BROKER else ExtendedKeyUsageOID.CLIENT_AUTH
-    )
+    eku = ExtendedKeyUsageOID.SERVER_AUTH if role.is_server else ExtendedKeyUsageOID.CLIENT_AUTH
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name, str(organisation)))

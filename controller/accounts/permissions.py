@@ -29,7 +29,8 @@ class Permission(StrEnum):
     VIEW_REFERENCE_FRAME = "view_reference_frame"
     """A unit's reference frame, the picture privacy masks are drawn on."""
     VIEW_FOOTAGE = "view_footage"
-    """A unit's recording index and footage."""
+    """A unit's recording index and footage, and the exhibits made from a case's footage:
+    watch them in the browser and download them (each view is in the review log)."""
     RUN_SELFTEST = "run_selftest"
     """Send a unit the signed command to test itself now."""
     VIEW_CALLOUTS = "view_callouts"
@@ -43,6 +44,21 @@ class Permission(StrEnum):
     consultation, a decision not to deploy and the evaluation."""
     DECIDE_DEPLOYMENTS = "decide_deployments"
     """Approve or reject a request (not one's own), revoke, renew; retire a location."""
+    VIEW_CASES = "view_cases"
+    """Cases: why footage is wanted, their ranges, holds, retrievals, exhibits and
+    timeline."""
+    RAISE_CASE = "raise_case"
+    """Raise a case asking for footage."""
+    DECIDE_CASE = "decide_case"
+    """Approve or refuse a case (not one's own), extend a subject access request, close a
+    case."""
+    RECORD_CASE_OUTCOME = "record_case_outcome"
+    """Record the outcome of a case (arrest, charge, disclosed, ...)."""
+    RELEASE_FOOTAGE = "release_footage"
+    """Unlock the evidence key for one job, make an exhibit of a case's footage and
+    release it."""
+    VIEW_EVIDENCE_LOGS = "view_evidence_logs"
+    """The review log and the release log, and their CSV downloads."""
     VIEW_KPIS = "view_kpis"
     """Key performance figures over a period."""
     VIEW_AUDIT = "view_audit"
@@ -71,6 +87,12 @@ PERMISSIONS: Mapping[Permission, frozenset[Role]] = MappingProxyType(
         Permission.VIEW_DEPLOYMENTS: frozenset({_M, _O, _D, _A}),
         Permission.REQUEST_DEPLOYMENTS: frozenset({_M, _O}),
         Permission.DECIDE_DEPLOYMENTS: frozenset({_M}),
+        Permission.VIEW_CASES: frozenset({_M, _O, _D, _A}),
+        Permission.RAISE_CASE: frozenset({_M, _O, _D}),
+        Permission.DECIDE_CASE: frozenset({_D}),
+        Permission.RECORD_CASE_OUTCOME: frozenset({_M, _D}),
+        Permission.RELEASE_FOOTAGE: frozenset({_D}),
+        Permission.VIEW_EVIDENCE_LOGS: frozenset({_M, _O, _D, _A}),
         Permission.VIEW_KPIS: frozenset({_M, _A}),
         Permission.VIEW_AUDIT: frozenset({_M, _A}),
         Permission.VIEW_USERS: frozenset({_M}),

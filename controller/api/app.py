@@ -28,7 +28,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.accounts import Accounts, AuthSettings
-from controller.api import account_routes, callout_routes, deployment_routes, fleet_routes
+from controller.api import (
+    account_routes,
+    callout_routes,
+    case_routes,
+    deployment_routes,
+    fleet_routes,
+    release_routes,
+)
 from controller.api.auth import User, current_user
 from controller.api.control_characters import refuse_control_characters
 from controller.api.proxies import ForwardedClient
@@ -83,6 +90,8 @@ def create_app(
     app.include_router(fleet_routes.router)
     app.include_router(callout_routes.router)
     app.include_router(deployment_routes.router)
+    app.include_router(case_routes.router)
+    app.include_router(release_routes.router)
     app.include_router(page_routes.router)
     app.include_router(api_docs.router)
 

@@ -1,5 +1,8 @@
 """`cctv-controller evidence ...`: commands for the data controller.
 
+Exit codes of `import`: 0 every file imported verified; 1 a file was refused (named, with
+the reason); 2 the import cannot start (settings, folder, case or unit).
+
 Exit codes of `decrypt`: 0 every supplied segment verified (a segment cut by a power loss
 or deleted by retention is reported, not an error); 1 tampering found (a segment altered,
 replaced, renamed, missing or not listed, or the manifest fails); 2 the inputs cannot be
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from cryptography.hazmat.primitives import serialization
@@ -30,14 +33,14 @@ EXIT_BAD_INPUT = 2
 
 evidence_app = typer.Typer(
     name="evidence",
-    help="Verify and decrypt footage exported from a unit.",
+    help="Import, verify and decrypt footage from units.",
     no_args_is_help=True,
 )
 
 
 @evidence_app.callback()
 def _evidence() -> None:
-    """Verify and decrypt footage exported from a unit."""
+    """Import, verify and decrypt footage from units."""
 
 
 def _fail(console: Console, message: str) -> typer.Exit:
@@ -128,3 +131,67 @@ def decrypt(
         console.print("[red]TAMPERING FOUND[/red]: see the rows marked red")
         raise typer.Exit(EXIT_TAMPERING)
     console.print("[green]all supplied segments verified[/green]")
+
+
+@evidence_app.command("import")
+def import_export(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, file_okay=False, help="A unit's export folder: segments + manifest.json"
+        ),
+    ],
+    case: Annotated[str, typer.Option("--case", help="Case number, e.g. C-2026-0007")],
+    unit: Annotated[str, typer.Option("--unit", help="The unit the folder was collected from")],
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Controller settings file (TOML)"),
+    ] = None,
+    actor: Annotated[str, typer.Option(help="Who imports it (for the audit log)")] = "cli",
+) -> None:
+    """Import footage collected from a unit's export folder into a case, with the same
+    checks as an upload: the unit's signed manifest, the hash chain, the unit's MQTT
+    reports and the SHA-256 of every segment. Refused files are named with the reason."""
+    import asyncio
+
+    from controller.config import ControllerSettings
+    from controller.errors import ControllerError
+    from controller.evidence.importer import import_folder
+    from controller.evidence.uploads import UploadService
+    from controller.store.base import Database
+
+    console = Console()
+    try:
+        settings = ControllerSettings.load(config)
+    except ControllerError as exc:
+        raise _fail(console, str(exc)) from exc
+
+    async def main() -> Any:
+        db = Database(settings.database_url)
+        try:
+            await db.migrate()
+            service = UploadService(db, store_dir=settings.evidence.store_dir)
+            return await import_folder(
+                service, folder, case_number=case, unit_id=unit, actor=f"cli:{actor}",
+                on_file=lambda name: console.print(f"checked {name}"),
+            )  # fmt: skip
+        finally:
+            await db.dispose()
+
+    try:
+        result = asyncio.run(main())
+    except ControllerError as exc:
+        raise _fail(console, str(exc)) from exc
+    table = Table(title=f"Import into case {case} from unit {unit} ({result.upload_id})")
+    for column in ("file", "bytes", "result", "problem"):
+        table.add_column(column)
+    for f in result.state.files:
+        style = "red" if f.status == "refused" else "green"
+        table.add_row(f.name, str(f.size), f"[{style}]{f.status}[/{style}]", f.problem or "")
+    console.print(table)
+    if result.skipped:
+        console.print(f"not in the case's ranges, left out: {', '.join(result.skipped)}")
+    if result.refused:
+        console.print(f"[red]REFUSED[/red]: {', '.join(result.refused)}")
+        raise typer.Exit(EXIT_TAMPERING)
+    console.print("[green]every file imported verified[/green]")

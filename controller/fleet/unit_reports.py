@@ -1,6 +1,8 @@
 """Ingest's handlers for the unit reports kept beyond the live state: recording-index
 reports (`controller.fleet.index_checkpoints`) and command acknowledgements
-(`controller.fleet.command_log`). `ControllerService` passes `UnitReports(...).handlers()` to
+(`controller.fleet.command_log`; an answer to a case's hold also moves the hold,
+`controller.evidence.holds`, and a refused upload command fails its retrieval,
+`controller.evidence.retrieval`). `ControllerService` passes `UnitReports(...).handlers()` to
 `Ingest`, which runs them in its batch transaction for each new (not duplicate) message,
 with the batch's context.
 """
@@ -11,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from controller.evidence.holds import apply_ack as hold_ack
+from controller.evidence.retrieval import apply_ack as retrieval_ack
 from controller.fleet.command_log import record_ack
 from controller.fleet.index_checkpoints import record_index
 from controller.store.base import utcnow
@@ -44,3 +48,11 @@ class UnitReports:
     async def on_ack(self, session: AsyncSession, message: Message, context: BatchContext) -> None:
         if isinstance(message, CommandAck) and await record_ack(session, message, utcnow()):
             self.acks += 1
+            await hold_ack(
+                session, unit_id=message.unit_id, command_id=message.command_id,
+                status=message.status, reason=message.reason, at=utcnow(),
+            )  # fmt: skip
+            await retrieval_ack(
+                session, unit_id=message.unit_id, command_id=message.command_id,
+                status=message.status, reason=message.reason, at=utcnow(),
+            )  # fmt: skip

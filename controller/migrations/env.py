@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from controller.store import (  # noqa: F401
     audit,
     deployments,
+    evidence,
     fleet,
     reports,
     server_keys,

@@ -87,6 +87,8 @@ NAV: tuple[NavItem, ...] = (
     NavItem("fleet", "Fleet", "/fleet", Permission.VIEW_FLEET),
     NavItem("callouts", "Callouts", "/callouts", Permission.VIEW_CALLOUTS),
     NavItem("deployments", "Deployments", "/deployments", Permission.VIEW_DEPLOYMENTS),
+    NavItem("cases", "Cases", "/cases", Permission.VIEW_CASES),
+    NavItem("evidence-logs", "Evidence logs", "/logs/review", Permission.VIEW_EVIDENCE_LOGS),
     NavItem("kpis", "KPIs", "/kpis", Permission.VIEW_KPIS),
     NavItem("audit", "Audit log", "/audit", Permission.VIEW_AUDIT),
     NavItem("users", "Users", "/users", Permission.VIEW_USERS),

@@ -1,5 +1,6 @@
-"""The pages of account and oversight: KPIs over a period, the audit log with the state of
-its hash chain, and the list of users."""
+"""The pages of account and oversight: KPIs over a period (with the evidence figures:
+footage released, cases by type and outcome), the audit log with the state of its hash
+chain, and the list of users."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from fastapi.responses import HTMLResponse
 from controller import audit
 from controller.accounts import Accounts
 from controller.api.auth import Permission, User, allow, contractor_scope
+from controller.evidence.case_views import CASE_TYPE_WORDS, OUTCOME_WORDS
+from controller.evidence.evidence_logs import evidence_kpis
 from controller.fleet.kpis import kpi_report
 from controller.pages.render import PageRoute, page
 
@@ -60,8 +63,10 @@ async def kpis(
     finish = min(datetime.combine(last + timedelta(days=1), time(), UTC), now)
     if finish <= begin:
         finish = begin + timedelta(seconds=1)
+    scope = contractor_scope(user)
     async with request.app.state.db.session() as session:
-        report = await kpi_report(session, begin, finish, contractor=contractor_scope(user))
+        report = await kpi_report(session, begin, finish, contractor=scope)
+        evidence = None if scope is not None else await evidence_kpis(session, begin, finish)
     return page(
         request,
         "kpis.html",
@@ -72,6 +77,9 @@ async def kpis(
         last=last,
         report=report,
         error=None,
+        evidence=evidence,
+        evidence_types=CASE_TYPE_WORDS,
+        evidence_outcomes=OUTCOME_WORDS,
     )
 
 

@@ -9,6 +9,11 @@
     /callouts, /callouts/board, /callouts/{id}, /callouts/{id}/{step} (POST)
     /deployments, /deployments/new, /deployments/{id}, /deployments/{id}/{decision} (POST),
     /locations/{id}
+    /cases, /cases/new, /cases/{number}     cases; their steps (POST): /cases/{number}/approve,
+                                            /refuse, /extend, /outcome, /close
+    /logs/review, /logs/releases (+ .csv)   review and release logs (not for contractors)
+    /cases/{number}/release, /release-jobs/{job}, /exhibits/{part} (+ /download, /footage/..)
+                                            making, releasing and watching exhibits
     /kpis?from=&to=, /audit, /users
     /static/{file}
 
@@ -24,8 +29,10 @@ from fastapi import APIRouter
 
 from controller.pages import (
     callout_pages,
+    case_pages,
     deployment_pages,
     fleet_pages,
+    release_pages,
     report_pages,
     session_pages,
 )
@@ -33,5 +40,13 @@ from controller.pages import (
 __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
-for _module in (session_pages, fleet_pages, callout_pages, deployment_pages, report_pages):
+for _module in (
+    session_pages,
+    fleet_pages,
+    callout_pages,
+    deployment_pages,
+    release_pages,
+    case_pages,
+    report_pages,
+):
     router.include_router(_module.router)

@@ -1,6 +1,7 @@
 """What the unit does for each command the controller may send, once the processor has
 verified it: run a self-test, place or release a hold on footage, change a setting at run
-time, stage an export; and the acknowledgements sent back at each step.
+time, stage an export, queue an evidence upload (`edge_agent.uploads`); and the
+acknowledgements sent back at each step.
 
 `CommandProcessor` (`edge_agent.commands.processor`) decides whether a command runs;
 `CommandActions` carries it out. An action that cannot be carried out raises
@@ -14,7 +15,7 @@ import shutil
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.commands.processor import AckStatus, ActionHandler, CommandFailed
 from edge_agent.config import RuntimeSettings
@@ -24,7 +25,17 @@ from edge_agent.recorder.holds import HoldError, HoldStore
 from edge_agent.recorder.index import SegmentIndex
 from edge_agent.selftest import next_run
 from edge_agent.telemetry import Publish, Telemetry
-from protocol.messages import CommandBody, ReleaseHold, RequestExport, SetConfig, SetHold
+from protocol.messages import (
+    CommandBody,
+    ReleaseHold,
+    RequestExport,
+    SetConfig,
+    SetHold,
+    UploadEvidence,
+)
+
+if TYPE_CHECKING:  # the uploader imports this package (for CommandFailed)
+    from edge_agent.uploads import Uploader
 
 __all__ = ["RUNTIME_KEYS", "CommandActions"]
 
@@ -48,6 +59,7 @@ class CommandActions:
         telemetry: Telemetry,
         publish: Publish,
         clock: Callable[[], datetime],
+        uploads: Uploader | None = None,
     ) -> None:
         self._selftests = selftests
         self._settings = settings
@@ -59,6 +71,7 @@ class CommandActions:
         self._telemetry = telemetry
         self._publish = publish
         self._clock = clock
+        self._uploads = uploads
 
     def handlers(self) -> dict[str, ActionHandler]:
         """The action name in a command -> what runs it."""
@@ -68,6 +81,7 @@ class CommandActions:
             "release_hold": self._release_hold,
             "set_config": self._set_config,
             "request_export": self._request_export,
+            "upload_evidence": self._upload_evidence,
         }
 
     async def send_ack(
@@ -145,3 +159,12 @@ class CommandActions:
             return await asyncio.to_thread(stage)
         except OSError as exc:
             raise CommandFailed(f"export not staged: {exc.strerror}") from exc
+
+    async def _upload_evidence(self, body: CommandBody) -> dict[str, Any]:
+        """Queue the upload of a case's footage to the controller's evidence endpoint in
+        this unit's config; `done` means queued (the upload itself reports over HTTPS)."""
+        action = body.action
+        assert isinstance(action, UploadEvidence)
+        if self._uploads is None:
+            raise CommandFailed("evidence uploads are not available on this unit")
+        return await self._uploads.start_job(body.command_id, action)

@@ -225,6 +225,22 @@ def test_the_permission_table_holds_the_designed_policy() -> None:
     assert roles_for(Permission.VIEW_FOOTAGE) == (Role.MANAGER, Role.DATA_CONTROLLER)
     assert roles_for(Permission.DECIDE_DEPLOYMENTS) == (Role.MANAGER,)
     assert set(roles_for(Permission.VIEW_FLEET)) == set(Role)
+    # Evidence: a data controller decides and releases, a manager may watch and download,
+    # the control room raises; the auditor reads and changes nothing.
+    assert roles_for(Permission.DECIDE_CASE) == (Role.DATA_CONTROLLER,)
+    assert roles_for(Permission.RELEASE_FOOTAGE) == (Role.DATA_CONTROLLER,)
+    assert roles_for(Permission.RAISE_CASE) == (Role.MANAGER, Role.OPERATOR, Role.DATA_CONTROLLER)
+    assert roles_for(Permission.RECORD_CASE_OUTCOME) == (Role.MANAGER, Role.DATA_CONTROLLER)
+    auditor = {p for p in Permission if may(Role.AUDITOR, p)}
+    assert auditor == {
+        Permission.VIEW_FLEET,
+        Permission.VIEW_CALLOUTS,
+        Permission.VIEW_DEPLOYMENTS,
+        Permission.VIEW_CASES,
+        Permission.VIEW_EVIDENCE_LOGS,
+        Permission.VIEW_KPIS,
+        Permission.VIEW_AUDIT,
+    }
     # The contractor: maintenance only, never footage, frames, PIAs or the audit trail.
     contractor = {p for p in Permission if may(Role.CONTRACTOR, p)}
     assert contractor == {
@@ -253,6 +269,26 @@ def test_each_route_is_guarded_as_the_table_says(tmp_path: Path) -> None:
     assert matrix["GET /callouts"] == matrix["GET /api/callouts"]
     assert matrix["GET /deployments"] == matrix["GET /api/deployments"]
     assert matrix["GET /audit"] == matrix["GET /api/audit"]
+    # Cases, their logs and exhibits: the API and the pages, from the same table.
+    assert matrix["GET /api/cases"] == matrix["GET /cases"] == PERMISSIONS[Permission.VIEW_CASES]
+    assert matrix["POST /api/cases"] == matrix["POST /cases/new"]
+    assert matrix["POST /api/cases"] == PERMISSIONS[Permission.RAISE_CASE]
+    for step in ("approve", "refuse", "extend", "close"):
+        endpoint = f"/cases/{{number}}/{step}"
+        assert matrix[f"POST /api{endpoint}"] == matrix[f"POST {endpoint}"]
+        assert matrix[f"POST {endpoint}"] == PERMISSIONS[Permission.DECIDE_CASE]
+    outcome = PERMISSIONS[Permission.RECORD_CASE_OUTCOME]
+    assert matrix["POST /api/cases/{number}/outcome"] == outcome
+    assert matrix["POST /cases/{number}/outcome"] == outcome
+    logs = PERMISSIONS[Permission.VIEW_EVIDENCE_LOGS]
+    assert matrix["GET /api/review-log"] == matrix["GET /logs/review.csv"] == logs
+    assert matrix["GET /api/release-log"] == matrix["GET /logs/releases"] == logs
+    release = PERMISSIONS[Permission.RELEASE_FOOTAGE]
+    assert matrix["POST /api/cases/{number}/releases"] == release
+    assert matrix["POST /cases/{number}/release"] == release
+    watch = PERMISSIONS[Permission.VIEW_FOOTAGE]
+    assert matrix["GET /api/cases/{number}/exhibits/{part}/footage/{name}"] == watch
+    assert matrix["GET /cases/{number}/exhibits/{part}/download"] == watch
 
 
 def test_every_route_asks_for_a_signed_in_user_or_is_public(tmp_path: Path) -> None:

@@ -107,6 +107,16 @@ def actions(draw: st.DrawFn) -> object:
                 ),
             ),
             st.builds(m.RequestExport, export_id=idents, start=st.just(start), end=st.just(end)),
+            st.builds(
+                m.UploadEvidence,
+                upload_id=idents,
+                case_number=st.from_regex(r"\AC-20[0-9]{2}-[0-9]{4}\Z"),
+                ranges=st.lists(
+                    st.builds(m.TimeRange, start=st.just(start), end=st.just(end)),
+                    min_size=1,
+                    max_size=3,
+                ),
+            ),
         )
     )
 
