@@ -201,6 +201,7 @@ class Agent:
             telemetry=self.telemetry,
             publish=self._publish,
             clock=clock,
+            latest_frame=self.source.latest_frame,
         )
         self.commands = CommandProcessor(
             verifier, send_ack=actions.send_ack, actions=actions.handlers()

@@ -22,6 +22,7 @@ __all__ = [
     "CommandBody",
     "GeoFence",
     "RecordingProfile",
+    "ReferenceSnapshotRequest",
     "ReleaseHold",
     "RequestExport",
     "Revocation",
@@ -71,8 +72,16 @@ class RequestExport(Model):
     end: Utc
 
 
+class ReferenceSnapshotRequest(Model):
+    """Send one still picture of the camera's view (`protocol.unit_messages.ReferenceSnapshot`),
+    the picture privacy masks are drawn on in the control room."""
+
+    action: Literal["reference_snapshot"] = "reference_snapshot"
+    request_id: Ident = Field(description="Carried back by the picture that answers it")
+
+
 CommandAction = Annotated[
-    SelfTestNow | SetHold | ReleaseHold | SetConfig | RequestExport,
+    SelfTestNow | SetHold | ReleaseHold | SetConfig | RequestExport | ReferenceSnapshotRequest,
     Field(discriminator="action"),
 ]
 

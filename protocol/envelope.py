@@ -35,7 +35,7 @@ __all__ = [
     "utcnow",
 ]
 
-PROTOCOL_VERSION = "1.1"
+PROTOCOL_VERSION = "1.2"
 
 UnitId = Annotated[str, Field(pattern=UNIT_ID_PATTERN.pattern, description="Unit id (= cert CN)")]
 Ident = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]

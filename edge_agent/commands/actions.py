@@ -1,6 +1,7 @@
 """What the unit does for each command the controller may send, once the processor has
 verified it: run a self-test, place or release a hold on footage, change a setting at run
-time, stage an export; and the acknowledgements sent back at each step.
+time, stage an export, send a reference picture of the camera's view; and the
+acknowledgements sent back at each step.
 
 `CommandProcessor` (`edge_agent.commands.processor`) decides whether a command runs;
 `CommandActions` carries it out. An action that cannot be carried out raises
@@ -16,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from edge_agent.capture.base import SampledFrame
+from edge_agent.capture.reference import NoPicture, take_reference
 from edge_agent.commands.processor import AckStatus, ActionHandler, CommandFailed
 from edge_agent.config import RuntimeSettings
 from edge_agent.errors import AgentError
@@ -24,7 +27,14 @@ from edge_agent.recorder.holds import HoldError, HoldStore
 from edge_agent.recorder.index import SegmentIndex
 from edge_agent.selftest import next_run
 from edge_agent.telemetry import Publish, Telemetry
-from protocol.messages import CommandBody, ReleaseHold, RequestExport, SetConfig, SetHold
+from protocol.messages import (
+    CommandBody,
+    ReferenceSnapshotRequest,
+    ReleaseHold,
+    RequestExport,
+    SetConfig,
+    SetHold,
+)
 
 __all__ = ["RUNTIME_KEYS", "CommandActions"]
 
@@ -48,6 +58,7 @@ class CommandActions:
         telemetry: Telemetry,
         publish: Publish,
         clock: Callable[[], datetime],
+        latest_frame: Callable[[], SampledFrame | None],
     ) -> None:
         self._selftests = selftests
         self._settings = settings
@@ -59,6 +70,7 @@ class CommandActions:
         self._telemetry = telemetry
         self._publish = publish
         self._clock = clock
+        self._latest_frame = latest_frame
 
     def handlers(self) -> dict[str, ActionHandler]:
         """The action name in a command -> what runs it."""
@@ -68,6 +80,7 @@ class CommandActions:
             "release_hold": self._release_hold,
             "set_config": self._set_config,
             "request_export": self._request_export,
+            "reference_snapshot": self._reference_snapshot,
         }
 
     async def send_ack(
@@ -145,3 +158,22 @@ class CommandActions:
             return await asyncio.to_thread(stage)
         except OSError as exc:
             raise CommandFailed(f"export not staged: {exc.strerror}") from exc
+
+    async def _reference_snapshot(self, body: CommandBody) -> dict[str, Any]:
+        """Send the camera's latest picture (before privacy masks) on the snapshot channel;
+        the acknowledgement follows it, so the controller holds the picture by then."""
+        action = body.action
+        assert isinstance(action, ReferenceSnapshotRequest)
+        try:
+            picture = await take_reference(self._latest_frame, now=self._clock)
+        except NoPicture as exc:
+            raise CommandFailed(str(exc)) from exc
+        await self._publish(self._telemetry.snapshot(action.request_id, picture))
+        return {
+            "request_id": action.request_id,
+            "sha256": picture.sha256,
+            "bytes": len(picture.jpeg),
+            "width": picture.width,
+            "height": picture.height,
+            "captured_at": picture.captured_at.isoformat(),
+        }
