@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controller.store.audit import AuditEntry
@@ -44,6 +44,7 @@ __all__ = [
     "VerifyResult",
     "canonical_row",
     "entries",
+    "names",
     "record",
     "verify",
 ]
@@ -216,9 +217,15 @@ async def entries(
     actor: str | None = None,
     action: str | None = None,
     subject: str | None = None,
+    family: str | None = None,
+    unit: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> AuditPage:
     """At most `limit` rows older than `before` (all when None), newest first, of one actor,
-    action or subject when given."""
+    action or subject when given; of one `family` of actions (`"callout"`: every
+    `callout.*`); about one `unit` (its own rows, and the callouts, commands and deployments
+    that name it); from `since` and before `until`."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
     query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
@@ -230,6 +237,21 @@ async def entries(
         query = query.where(AuditEntry.action == action)
     if subject is not None:
         query = query.where(AuditEntry.subject == subject)
+    if family is not None:
+        query = query.where(AuditEntry.action.startswith(family + ".", autoescape=True))
+    if unit is not None:
+        quoted = json.dumps(unit, ensure_ascii=False)
+        query = query.where(
+            or_(
+                AuditEntry.subject == f"unit:{unit}",
+                AuditEntry.details_json.contains(f'"unit":{quoted}', autoescape=True),
+                AuditEntry.details_json.contains(f'"unit_id":{quoted}', autoescape=True),
+            )
+        )
+    if since is not None:
+        query = query.where(AuditEntry.at >= since)
+    if until is not None:
+        query = query.where(AuditEntry.at < until)
     async with db.session() as session:
         rows = list((await session.execute(query)).scalars())
     records = [
@@ -246,3 +268,11 @@ async def entries(
     ]
     older = rows[-1].seq if len(rows) == limit and rows[-1].seq > 1 else None
     return AuditPage(records, older)
+
+
+async def names(db: Database) -> tuple[list[str], list[str]]:
+    """The actions and the actors the log holds, each sorted: the choices of its filters."""
+    async with db.session() as session:
+        actions = (await session.execute(select(AuditEntry.action).distinct())).scalars()
+        actors = (await session.execute(select(AuditEntry.actor).distinct())).scalars()
+        return sorted(actions), sorted(actors)

@@ -9,10 +9,16 @@ nested keys joined by `__`, e.g. `CCTV_CONTROLLER_BROKER__PORT=8883`).
     host = "broker.example.org"
     port = 8883
 
+    timezone = "Europe/London"           # the zone pages, notifications and reports show
+
     [contracts."Acme Maintenance Ltd"]
     hours = "Mon-Fri 08:00-18:00"
     emails = ["dispatch@acme.example"]
     webhook_urls = ["https://acme.example/hooks/cctv"]
+    required_checks = ["clock"]          # not assessed is then a warning, not neutral
+
+    [sites."Market Street car park"]
+    required_checks = ["temperature"]
 
 `ControllerSettings.load(path)` reads and validates; a bad value fails with a
 `ConfigError` naming the key and the reason.
@@ -23,6 +29,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -45,6 +52,7 @@ from controller.callouts.sla import ContractClock
 from controller.deployments.models import DeploymentPolicy
 from controller.errors import ConfigError
 from controller.evidence.settings import EvidenceSettings
+from protocol.checks import CheckName
 from protocol.faults import Priority
 from protocol.topics import DEFAULT_ROOT, Topics
 
@@ -54,6 +62,7 @@ __all__ = [
     "ControllerSettings",
     "HttpSettings",
     "IngestSettings",
+    "SiteSettings",
     "SlaTarget",
     "SmtpSettings",
     "WebhookSettings",
@@ -105,6 +114,29 @@ class BrokerSettings(_Section):
         return value
 
 
+def _known_checks(names: list[str]) -> list[str]:
+    unknown = sorted(set(names) - set(CheckName))
+    if unknown:
+        raise ValueError(
+            f"unknown self-test check {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(sorted(CheckName))})"
+        )
+    return sorted(set(names))
+
+
+class SiteSettings(_Section):
+    required_checks: list[str] = Field(
+        default_factory=list,
+        description="Self-test checks the site requires: one not assessed there is a warning "
+        "(by default a check that could not judge counts for nothing)",
+    )
+
+    @field_validator("required_checks")
+    @classmethod
+    def _checks(cls, value: list[str]) -> list[str]:
+        return _known_checks(value)
+
+
 class SlaTarget(_Section):
     respond_h: float = Field(gt=0, description="Contract hours to attend")
     repair_h: float = Field(gt=0, description="Contract hours to repair")
@@ -121,6 +153,16 @@ class ContractSettings(_Section):
     routine_visit_start: date | None = Field(
         None, description="A routine visit date; later visits follow every routine_visit_days"
     )
+    required_checks: list[str] = Field(
+        default_factory=list,
+        description="Self-test checks the contract requires on every unit: one not assessed "
+        "is a warning (by default a check that could not judge counts for nothing)",
+    )
+
+    @field_validator("required_checks")
+    @classmethod
+    def _checks(cls, value: list[str]) -> list[str]:
+        return _known_checks(value)
 
     @field_validator("hours")
     @classmethod
@@ -225,6 +267,14 @@ class ControllerSettings(BaseSettings):
     sweep_interval_s: float = Field(5, gt=0, description="Offline/SLA/overdue job period")
     contracts: dict[str, ContractSettings] = Field(default_factory=dict)
     default_contract: ContractSettings = Field(default_factory=ContractSettings)
+    sites: dict[str, SiteSettings] = Field(
+        default_factory=dict, description="Per site (a unit's site in the inventory)"
+    )
+    timezone: str = Field(
+        "Europe/London",
+        description="The control room's time zone: pages, notifications and reports show "
+        "times in it, with the zone named",
+    )
     smtp: SmtpSettings | None = None
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
@@ -294,10 +344,31 @@ class ControllerSettings(BaseSettings):
             }
         )
 
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (e.g. 'Europe/London')") from exc
+        return value
+
     def contract(self, contractor: str | None) -> ContractSettings:
         if contractor is not None and contractor in self.contracts:
             return self.contracts[contractor]
         return self.default_contract
+
+    def required_checks(self, contractor: str | None, site: str | None) -> frozenset[str]:
+        """The self-test checks a unit must have assessed: its contract's and its site's."""
+        required = set(self.contract(contractor).required_checks)
+        if site is not None and site in self.sites:
+            required.update(self.sites[site].required_checks)
+        return frozenset(required)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The control room's time zone (`timezone`)."""
+        return ZoneInfo(self.timezone)
 
     @property
     def topics(self) -> Topics:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -137,6 +138,7 @@ class ControllerService:
                 failure = prepared.exception()
                 self._stop.set()
             elif not self._stop.is_set():
+                _settle_startup_objects()
                 tasks += [
                     tg.create_task(self.ingest.run(), name="ingest-writer"),
                     tg.create_task(self._jobs_after_backlog(), name="periodic-jobs"),
@@ -209,3 +211,15 @@ class ControllerService:
         )
         await uvicorn.Server(config).serve()
         self.stop()  # uvicorn stopped on a signal: stop the rest too
+
+
+def _settle_startup_objects() -> None:
+    """What the process made to start (modules, models, schemas, settings) lives as long
+    as it does: collected once, then kept out of the cyclic garbage collector's sight
+    (`gc.freeze`), so that the full collections ingest's steady allocation sets off scan
+    only what ingest keeps. Without this, full collections take about a fifth of the
+    controller's time while it drains a backlog. Once per process (a process running
+    several services one after another, as the tests do, settles at the first)."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()

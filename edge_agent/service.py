@@ -214,6 +214,7 @@ class Agent:
             publish=self._publish,
             clock=clock,
             uploads=self.uploader,
+            latest_frame=self.source.latest_frame,
         )
         self.commands = CommandProcessor(
             verifier, send_ack=actions.send_ack, actions=actions.handlers()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from protocol.messages import (
     RecordingIndex,
     RecordingStarted,
     RecordingStopped,
+    ReferenceSnapshot,
     SegmentSummary,
     StorageStatus,
     utcnow,
@@ -26,6 +28,7 @@ from protocol.messages import (
 from protocol.segment.manifest import ChainEntry, Checkpoint
 
 if TYPE_CHECKING:
+    from edge_agent.capture.reference import ReferencePicture
     from edge_agent.selftest.runner import SelfTestReport
 
 __all__ = ["MessageBuilder", "Publish", "Telemetry"]
@@ -96,6 +99,18 @@ class Telemetry:
             status=status,
             reason=reason[:2000],
             result=result,
+        )
+
+    def snapshot(self, request_id: str, picture: ReferencePicture) -> MessageBuilder:
+        encoded = base64.b64encode(picture.jpeg).decode("ascii")
+        return lambda seq: ReferenceSnapshot(
+            **self._env(seq),
+            request_id=request_id,
+            captured_at=picture.captured_at,
+            width=picture.width,
+            height=picture.height,
+            sha256=picture.sha256,
+            jpeg=encoded,
         )
 
     @staticmethod

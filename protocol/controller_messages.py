@@ -27,6 +27,7 @@ __all__ = [
     "CommandBody",
     "GeoFence",
     "RecordingProfile",
+    "ReferenceSnapshotRequest",
     "ReleaseHold",
     "RequestExport",
     "Revocation",
@@ -100,8 +101,22 @@ class UploadEvidence(Model):
     ranges: list[TimeRange] = Field(min_length=1, max_length=200)
 
 
+class ReferenceSnapshotRequest(Model):
+    """Send one still picture of the camera's view (`protocol.unit_messages.ReferenceSnapshot`),
+    the picture privacy masks are drawn on in the control room."""
+
+    action: Literal["reference_snapshot"] = "reference_snapshot"
+    request_id: Ident = Field(description="Carried back by the picture that answers it")
+
+
 CommandAction = Annotated[
-    SelfTestNow | SetHold | ReleaseHold | SetConfig | RequestExport | UploadEvidence,
+    SelfTestNow
+    | SetHold
+    | ReleaseHold
+    | SetConfig
+    | RequestExport
+    | UploadEvidence
+    | ReferenceSnapshotRequest,
     Field(discriminator="action"),
 ]
 

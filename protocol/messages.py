@@ -28,6 +28,7 @@ from protocol.controller_messages import (
     CommandBody,
     GeoFence,
     RecordingProfile,
+    ReferenceSnapshotRequest,
     ReleaseHold,
     RequestExport,
     Revocation,
@@ -42,6 +43,7 @@ from protocol.envelope import PROTOCOL_VERSION, Envelope, Model, utcnow
 from protocol.errors import MalformedMessage, PayloadTooLarge, UnknownKind, VersionMismatch
 from protocol.topics import Channel
 from protocol.unit_messages import (
+    MAX_SNAPSHOT_JPEG_BYTES,
     AuthorizationRefused,
     CheckResult,
     CommandAck,
@@ -54,6 +56,7 @@ from protocol.unit_messages import (
     RecordingIndex,
     RecordingStarted,
     RecordingStopped,
+    ReferenceSnapshot,
     SegmentSummary,
     SelfTestReport,
     StorageStatus,
@@ -62,6 +65,8 @@ from protocol.unit_messages import (
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
+    "MAX_SNAPSHOT_JPEG_BYTES",
+    "MAX_SNAPSHOT_PAYLOAD_BYTES",
     "PROTOCOL_VERSION",
     "AnyMessage",
     "Authorization",
@@ -86,6 +91,8 @@ __all__ = [
     "RecordingProfile",
     "RecordingStarted",
     "RecordingStopped",
+    "ReferenceSnapshot",
+    "ReferenceSnapshotRequest",
     "ReleaseHold",
     "RequestExport",
     "Revocation",
@@ -108,8 +115,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAJOR, MINOR = (int(p) for p in PROTOCOL_VERSION.split("."))
-#: Largest payload accepted. A recording index batch of 500 segments is ~150 KB.
+#: Largest payload accepted of every kind but a reference snapshot. A recording index batch
+#: of 500 segments is ~150 KB.
 MAX_PAYLOAD_BYTES = 256 * 1024
+#: Largest reference snapshot: its JPEG in base64 (4/3 of the bytes) and the envelope.
+MAX_SNAPSHOT_PAYLOAD_BYTES = 4 * -(-MAX_SNAPSHOT_JPEG_BYTES // 3) + 4 * 1024
 
 Message = (
     UnitState
@@ -119,6 +129,7 @@ Message = (
     | Event
     | RecordingIndex
     | CommandAck
+    | ReferenceSnapshot
     | Command
     | Authorization
     | Revocation
@@ -135,11 +146,14 @@ KINDS: dict[str, type[Envelope]] = {
         Event,
         RecordingIndex,
         CommandAck,
+        ReferenceSnapshot,
         Command,
         Authorization,
         Revocation,
     )
 }
+
+_SNAPSHOT_KIND = ReferenceSnapshot.model_fields["kind"].default
 
 
 def channel_for(message: Envelope) -> Channel:
@@ -167,18 +181,54 @@ def _check_version(v: object) -> bool:
     return False
 
 
-def decode(payload: bytes | bytearray | str, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Message:
-    """Parse and validate one message. Raises only `MessageError` subclasses."""
+#: Validation context of a message of this very version (unknown fields refused).
+_CURRENT = {"lenient": False}
+
+
+def _current(payload: bytes | bytearray | str) -> Message | None:
+    """`payload` as a message when it is a valid one of this very version, as nearly
+    every message is: parsed and validated in one pass (pydantic's own JSON parser, no
+    Python objects in between). None for anything else, which `decode` then takes step
+    by step to say what it is (another version, or what is wrong). The same messages
+    pass both ways: a payload must carry `v` (the models default it), and what only
+    Python's `json` reads (UTF-16, a byte order mark) goes the long way."""
+    try:
+        message = _ADAPTER.validate_json(payload, context=_CURRENT)
+    except (ValidationError, ValueError, TypeError, RecursionError):
+        return None
+    if message.v != PROTOCOL_VERSION or "v" not in message.model_fields_set:
+        return None
+    return message
+
+
+def decode(payload: bytes | bytearray | str, *, max_bytes: int | None = None) -> Message:
+    """Parse and validate one message. Raises only `MessageError` subclasses.
+
+    Size: at most `max_bytes` when given; otherwise `MAX_PAYLOAD_BYTES`, or
+    `MAX_SNAPSHOT_PAYLOAD_BYTES` for a reference snapshot. A payload above the larger bound
+    is refused before it is parsed."""
     size = len(payload.encode() if isinstance(payload, str) else payload)
-    if size > max_bytes:
-        raise PayloadTooLarge(size, max_bytes)
+    largest = MAX_SNAPSHOT_PAYLOAD_BYTES if max_bytes is None else max_bytes
+    if size > largest:
+        raise PayloadTooLarge(size, largest)
+    if size <= (MAX_PAYLOAD_BYTES if max_bytes is None else max_bytes):
+        current = _current(payload)
+        if current is not None:
+            return current
+    # Above the common bound only a reference snapshot may pass: anything else that big is
+    # refused as too large, whatever else is wrong with it.
+    oversized = max_bytes is None and size > MAX_PAYLOAD_BYTES
     try:
         data = json.loads(payload)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        if oversized:
+            raise PayloadTooLarge(size, MAX_PAYLOAD_BYTES) from exc
         raise MalformedMessage(f"not JSON ({type(exc).__name__})") from exc
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if oversized and kind != _SNAPSHOT_KIND:
+        raise PayloadTooLarge(size, MAX_PAYLOAD_BYTES)
     if not isinstance(data, dict):
         raise MalformedMessage("top level must be a JSON object")
-    kind = data.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:
         raise UnknownKind(kind)
     lenient = _check_version(data.get("v", None))

@@ -6,6 +6,7 @@
     {root}/unit/{u}/telemetry/selftest     unit ->   QoS 1
     {root}/unit/{u}/event                  unit ->   QoS 1
     {root}/unit/{u}/recording/index        unit ->   QoS 1
+    {root}/unit/{u}/snapshot               unit ->   QoS 1  (one reference picture, on request)
     {root}/unit/{u}/cmd                    -> unit   QoS 1
     {root}/unit/{u}/cmd/ack                unit ->   QoS 1
     {root}/unit/{u}/authz                  -> unit   QoS 1, retained
@@ -52,6 +53,7 @@ class Channel(StrEnum):
     SELFTEST = "telemetry/selftest"
     EVENT = "event"
     INDEX = "recording/index"
+    SNAPSHOT = "snapshot"
     CMD = "cmd"
     CMD_ACK = "cmd/ack"
     AUTHZ = "authz"

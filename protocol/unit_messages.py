@@ -7,9 +7,12 @@ Each model's docstring says when the unit sends it. They share the `Envelope` of
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from protocol.envelope import Envelope, Ident, Model, Percent, Text, Utc
 from protocol.faults import FaultCode
@@ -17,6 +20,7 @@ from protocol.segment.manifest import ChainEntry, Checkpoint
 from protocol.topics import Channel
 
 __all__ = [
+    "MAX_SNAPSHOT_JPEG_BYTES",
     "AuthorizationRefused",
     "CheckResult",
     "CommandAck",
@@ -30,6 +34,7 @@ __all__ = [
     "RecordingIndex",
     "RecordingStarted",
     "RecordingStopped",
+    "ReferenceSnapshot",
     "SegmentSummary",
     "SelfTestReport",
     "StorageStatus",
@@ -96,8 +101,12 @@ class PowerStatus(Envelope):
 
 
 class CheckResult(Model):
+    """One check of a self-test (its names: `protocol.checks.CheckName`)."""
+
     name: Annotated[str, Field(min_length=1, max_length=64)]
-    verdict: Literal["pass", "warn", "fail"]
+    verdict: Literal["pass", "warn", "fail", "not_assessed"] = Field(
+        description="not_assessed (since 1.2): the check could not judge and measured nothing"
+    )
     value: float | None = None
     threshold: float | None = None
     unit: Annotated[str, Field(max_length=16)] = ""
@@ -115,7 +124,9 @@ class SelfTestReport(Envelope):
     command_id: Ident | None = None
     started_at: Utc
     finished_at: Utc
-    verdict: Literal["pass", "warn", "fail"]
+    verdict: Literal["pass", "warn", "fail"] = Field(
+        description="The worst verdict of the checks that were assessed; warn when none was"
+    )
     checks: list[CheckResult] = Field(max_length=64)
 
 
@@ -220,3 +231,45 @@ class CommandAck(Envelope):
     status: Literal["accepted", "rejected", "done", "failed"]
     reason: Text = ""
     result: dict[str, Any] = Field(default_factory=dict)
+
+
+#: The largest picture a reference snapshot carries (its JPEG bytes, before base64).
+MAX_SNAPSHOT_JPEG_BYTES = 512 * 1024
+_JPEG_START = b"\xff\xd8\xff"
+
+
+class ReferenceSnapshot(Envelope):
+    """Sent by the unit once for each `reference_snapshot` command: one still picture of
+    the camera's own view, as the camera delivers it, BEFORE privacy masks (masks are
+    drawn on this picture, so it must show what they will hide). JPEG, at most
+    `MAX_SNAPSHOT_JPEG_BYTES`, base64 in `jpeg`, with its SHA-256."""
+
+    channel: ClassVar[Channel] = Channel.SNAPSHOT
+    kind: Literal["reference_snapshot"] = "reference_snapshot"
+    request_id: Ident = Field(description="The request_id of the command it answers")
+    captured_at: Utc = Field(description="When the camera took the picture (UTC)")
+    width: int = Field(ge=1, le=8192, description="Picture width in pixels")
+    height: int = Field(ge=1, le=8192, description="Picture height in pixels")
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="Of the JPEG bytes")]
+    jpeg: str = Field(
+        max_length=4 * -(-MAX_SNAPSHOT_JPEG_BYTES // 3),
+        description="The JPEG picture, base64 (RFC 4648, with padding, no line breaks)",
+    )
+
+    @model_validator(mode="after")
+    def _picture(self) -> ReferenceSnapshot:
+        data = self.image()
+        if len(data) > MAX_SNAPSHOT_JPEG_BYTES:
+            raise ValueError(f"jpeg holds {len(data)} bytes, over {MAX_SNAPSHOT_JPEG_BYTES}")
+        if not data.startswith(_JPEG_START):
+            raise ValueError("jpeg does not hold a JPEG picture")
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise ValueError("sha256 is not the SHA-256 of the picture")
+        return self
+
+    def image(self) -> bytes:
+        """The JPEG bytes."""
+        try:
+            return base64.b64decode(self.jpeg, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"jpeg is not base64: {exc}") from exc

@@ -3,7 +3,7 @@
 They run again in a subprocess under libfaketime (Debian's `faketime`) with the time of
 day moved 365 days on. The preload reaches the processes the tests start (Mosquitto, the
 agent, ffmpeg), so certificates are issued and checked on the same shifted clock;
-Chromium is kept off it (`test_pages.browser_env`), and PostgreSQL keeps real time, which
+Chromium is kept off it (`pages_harness.browser_env`), and PostgreSQL keeps real time, which
 is fine because the product takes every timestamp from Python. The run checks that the
 shift was in effect, in the test process and in a child process
 (`tests.harness.clock_probe`), so it cannot pass on an unshifted clock, and that every

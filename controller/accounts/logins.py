@@ -240,6 +240,13 @@ class Logins:
                 await s.commit()
             return as_signed_in(user)
 
+    async def session_owner(self, session_id: str) -> str | None:
+        """The username a session belongs or belonged to, live or ended (None if unknown):
+        what a person was doing when their session ended is kept for them alone."""
+        async with self.db.session() as s:
+            found = await store.find_session(s, sha256_hex(session_id))
+        return None if found is None else found[1].username
+
     async def user_for_token(self, token: str) -> SignedIn | None:
         now = utcnow()
         async with self.db.session() as s:

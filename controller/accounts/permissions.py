@@ -18,7 +18,7 @@ from types import MappingProxyType
 
 from controller.accounts.roles import Role
 
-__all__ = ["PERMISSIONS", "Permission", "may", "roles_for"]
+__all__ = ["PERMISSIONS", "Permission", "may", "roles_for", "who_may"]
 
 
 class Permission(StrEnum):
@@ -28,6 +28,9 @@ class Permission(StrEnum):
     """The fleet overview and each unit's page: health, faults, power, self-tests."""
     VIEW_REFERENCE_FRAME = "view_reference_frame"
     """A unit's reference frame, the picture privacy masks are drawn on."""
+    REQUEST_REFERENCE_FRAME = "request_reference_frame"
+    """Ask a unit for a new reference frame (a signed command): one still picture of
+    its camera's view, before privacy masks."""
     VIEW_FOOTAGE = "view_footage"
     """A unit's recording index and footage, and the exhibits made from a case's footage:
     watch them in the browser and download them (each view is in the review log)."""
@@ -65,6 +68,8 @@ class Permission(StrEnum):
     """The audit log and the check of its hash chain."""
     VIEW_USERS = "view_users"
     """The list of users and their roles."""
+    MANAGE_USERS = "manage_users"
+    """Add users; change a user's role, contractor or password; disable and enable them."""
 
 
 _M, _O, _D, _C, _A = (
@@ -80,6 +85,7 @@ PERMISSIONS: Mapping[Permission, frozenset[Role]] = MappingProxyType(
     {
         Permission.VIEW_FLEET: frozenset({_M, _O, _D, _C, _A}),
         Permission.VIEW_REFERENCE_FRAME: frozenset({_M, _O, _D}),
+        Permission.REQUEST_REFERENCE_FRAME: frozenset({_M, _O}),
         Permission.VIEW_FOOTAGE: frozenset({_M, _D}),
         Permission.RUN_SELFTEST: frozenset({_M, _O, _C}),
         Permission.VIEW_CALLOUTS: frozenset({_M, _O, _C, _A}),
@@ -96,6 +102,7 @@ PERMISSIONS: Mapping[Permission, frozenset[Role]] = MappingProxyType(
         Permission.VIEW_KPIS: frozenset({_M, _A}),
         Permission.VIEW_AUDIT: frozenset({_M, _A}),
         Permission.VIEW_USERS: frozenset({_M}),
+        Permission.MANAGE_USERS: frozenset({_M}),
     }
 )
 
@@ -109,3 +116,9 @@ def roles_for(permission: Permission | str) -> tuple[Role, ...]:
     """The roles with `permission`, in the order `Role` declares them."""
     allowed = PERMISSIONS[Permission(permission)]
     return tuple(role for role in Role if role in allowed)
+
+
+def who_may(permission: Permission | str) -> str:
+    """The roles with `permission` in words: "a manager, an operator or a contractor"."""
+    names = [("an " if r.label[0] in "aeiou" else "a ") + r.label for r in roles_for(permission)]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]

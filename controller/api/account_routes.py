@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from controller import audit
 from controller.api.auth import (
@@ -150,6 +150,16 @@ async def get_audit(
     actor: Annotated[str | None, Query(max_length=200)] = None,
     action: Annotated[str | None, Query(max_length=100)] = None,
     subject: Annotated[str | None, Query(max_length=300)] = None,
+    family: Annotated[
+        str | None, Query(max_length=100, description="Every action of a family: `callout`")
+    ] = None,
+    unit: Annotated[str | None, Query(max_length=64, description="Entries about one unit")] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="Entries at or after (with a zone)")
+    ] = None,
+    until: Annotated[
+        AwareDatetime | None, Query(description="Entries before (with a zone)")
+    ] = None,
 ) -> AuditPage:
     found = await audit.entries(
         request.app.state.db,
@@ -158,6 +168,10 @@ async def get_audit(
         actor=actor,
         action=action,
         subject=subject,
+        family=family,
+        unit=unit,
+        since=since,
+        until=until,
     )
     rows = [
         AuditRow(

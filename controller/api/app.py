@@ -7,6 +7,8 @@ Every error leaves as `{"detail": "<a sentence>"}` with a fitting status; an une
 exception is logged and answered with a 500 sentence, never a traceback. Besides the
 JSON routes, the app serves the HTML pages (`controller.pages.routes`, which render
 their own errors) and the API reference page at /api/docs (`controller.pages.api_docs`).
+A browser asking for a page (Accept: text/html) outside /api gets its errors as a page
+too (an unknown address, a form's address opened as a page); /api always answers JSON.
 
 At the edge: the client address comes from forwarded headers only when the peer is one
 of `http.trusted_proxies` (`controller.api.proxies`; uvicorn's own proxy handling must
@@ -18,10 +20,11 @@ page (/api/docs) are for signed-in users only and load nothing from other sites.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -35,6 +38,7 @@ from controller.api import (
     deployment_routes,
     fleet_routes,
     release_routes,
+    snapshot_routes,
 )
 from controller.api.auth import User, current_user
 from controller.api.control_characters import refuse_control_characters
@@ -44,6 +48,7 @@ from controller.errors import INTERNAL_ERROR, ControllerError, LinkError, senten
 from controller.metrics import ControllerMetrics
 from controller.pages import api_docs, render
 from controller.pages import routes as page_routes
+from controller.pages.templating import use_zone
 from controller.store.base import DATABASE_ERRORS, Database, is_unavailable
 
 __all__ = ["create_app"]
@@ -56,6 +61,26 @@ _PHRASES = {
     404: "There is nothing at {path}.",
     405: "{path} does not accept {method}.",
 }
+#: The same for a person in a browser.
+_PAGE_PHRASES = {
+    404: "There is no page at {path}. It may have moved, or the link may be mistyped.",
+    405: "{path} is where a form sends what was entered; it is not a page to open.",
+}
+_NOT_PAGES = ("/api/", "/healthz", "/metrics")
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser asking for a page, outside the JSON API."""
+    path = request.url.path
+    return "text/html" in request.headers.get("accept", "") and not path.startswith(_NOT_PAGES)
+
+
+async def _error_page(request: Request, status: int, message: str) -> Response:
+    """The refusal page, with the top bar of the signed-in user if there is one."""
+    if request.method in ("GET", "HEAD"):
+        with contextlib.suppress(HTTPException):  # not signed in: the page offers to
+            await current_user(request)  # sign in instead of the top bar
+    return render.refusal(request, status, message)
 
 
 def create_app(
@@ -81,6 +106,7 @@ def create_app(
     )
     app.add_middleware(ForwardedClient, trusted=settings.http.trusted_proxies)
     app.state.settings = settings
+    use_zone(settings.zone)
     app.state.db = db
     app.state.link = link
     app.state.accounts = Accounts(db, auth)
@@ -88,6 +114,7 @@ def create_app(
     _install_error_handlers(app)
     app.include_router(account_routes.router)
     app.include_router(fleet_routes.router)
+    app.include_router(snapshot_routes.router)
     app.include_router(callout_routes.router)
     app.include_router(deployment_routes.router)
     app.include_router(case_routes.router)
@@ -136,6 +163,19 @@ def create_app(
 def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if _wants_page(request) and exc.status_code >= 400:
+            detail = exc.detail
+            if exc.status_code in _PAGE_PHRASES and detail in (
+                None,
+                "Not Found",
+                "Method Not Allowed",
+            ):
+                phrase = _PAGE_PHRASES[exc.status_code]
+                detail = phrase.format(path=request.url.path, method=request.method)
+            response = await _error_page(request, exc.status_code, sentence(str(detail)))
+            for name, value in (exc.headers or {}).items():
+                response.headers[name] = value
+            return response
         detail = exc.detail
         if exc.status_code in _PHRASES and detail in (None, "Not Found", "Method Not Allowed"):
             detail = _PHRASES[exc.status_code].format(path=request.url.path, method=request.method)
@@ -151,6 +191,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         for error in exc.errors()[:5]:
             where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "request"
             problems.append(f"{where}: {error.get('msg', 'invalid')}")
+        if _wants_page(request):
+            return await _error_page(
+                request, 422, sentence("Some values are not valid (" + "; ".join(problems) + ")")
+            )
         return JSONResponse(
             {"detail": sentence("The request is not valid (" + "; ".join(problems) + ")")},
             status_code=422,
@@ -185,6 +229,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.error(
             "unhandled error path=%s method=%s", request.url.path, request.method, exc_info=exc
         )
+        if _wants_page(request):
+            return render.refusal(request, 500, INTERNAL_ERROR)
         return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500)
 
     app.add_exception_handler(StarletteHTTPException, http_error)

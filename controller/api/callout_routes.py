@@ -5,6 +5,9 @@
 Each step is `POST /api/callouts/{id}/<step>` with an optional note; the lifecycle rules
 (and their refusals, 409 with a sentence) are `controller.callouts`. A contractor sees and
 moves only the callouts of the units on their contract; any other reads as unknown (404).
+A resolve also sends the unit a signed self-test to verify the repair
+(`controller.callouts.verification`); the callout stays `resolved` until the unit shows the
+fault clear (`verified`), or goes back to `attending` when it still fails.
 """
 
 # No `from __future__ import annotations`: the step routes are built in a loop and their
@@ -16,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller.api.auth import Permission, User, allow, contractor_scope
 from controller.callouts import STATES, CalloutService, CalloutView
+from controller.callouts.verification import resolve
 from controller.errors import UnknownCallout
 
 __all__ = ["STEPS", "router"]
@@ -116,10 +120,22 @@ def _step_route(step: str, to: str) -> None:
             current = await service.get(session, callout_id)
             if not _visible(current, user):
                 raise UnknownCallout(callout_id)
-            await service.lifecycle.transition(
-                session, callout_id, to, actor=user.username, note=body.note if body else ""
+            note = body.note if body else ""
+            if to != "resolved":
+                await service.lifecycle.transition(
+                    session, callout_id, to, actor=user.username, note=note
+                )
+                await session.commit()
+        if to == "resolved":
+            await resolve(
+                service,
+                request.app.state.db,
+                request.app.state.link,
+                callout_id,
+                actor=user.username,
+                note=note,
             )
-            await session.commit()
+        async with request.app.state.db.session() as session:
             return await service.get(session, callout_id)
 
     move.__name__ = f"post_callout_{step}"

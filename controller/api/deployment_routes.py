@@ -1,5 +1,11 @@
 """Locations and deployments with their PIA: JSON routes.
 
+A request is raised whole (`POST /deployments`) or in steps: a draft started with its unit,
+place and dates (`POST /deployments/drafts`), saved as it stands as often as needed
+(`PATCH /deployments/{id}/draft`; a draft answers with `problems`, what still keeps it from
+being submitted, field by field), then submitted. A rejected request is copied into a new
+draft to be revised (`POST /deployments/{id}/copy`).
+
 Who may do what (a contractor reaches none of these: 403, they never see PIA content):
 reading is for manager, operator, data_controller and auditor; requests, edits, submit,
 decision not to deploy, end and evaluation for operator and manager; approve, reject,
@@ -18,10 +24,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from controller.api.auth import Permission, User, allow
 from controller.deployments import listing
 from controller.deployments import locations as loc
+from controller.deployments.drafts import problems
 from controller.deployments.models import (
     ApproveRequest,
     DeploymentPolicy,
     DeploymentRequest,
+    DraftSave,
+    DraftStart,
     EvaluationRequest,
     LocationIn,
     PriorConsultationRequest,
@@ -30,6 +39,7 @@ from controller.deployments.models import (
 )
 from controller.deployments.views import deployment_summary, deployment_view, location_view
 from controller.deployments.workflow import DeploymentWorkflow
+from controller.store.deployments import DeploymentRow
 
 __all__ = ["router", "workflow_for"]
 
@@ -125,9 +135,44 @@ async def create(user: Requester, flow: Flow, body: DeploymentRequest) -> dict[s
     return deployment_view(await flow.create(user, body))
 
 
+@router.post(
+    "/deployments/drafts",
+    status_code=201,
+    summary="Start a request as a draft: unit, place and dates; the PIA follows in steps",
+)
+async def start_draft(user: Requester, flow: Flow, body: DraftStart) -> dict[str, Any]:
+    return _with_problems(await flow.start_draft(user, body))
+
+
+@router.patch(
+    "/deployments/{deployment_id}/draft",
+    summary="Save a draft as it stands: its unit, place and dates, and/or its PIA so far",
+)
+async def save_draft(
+    deployment_id: str, user: Requester, flow: Flow, body: DraftSave
+) -> dict[str, Any]:
+    row = await flow.save_draft(user, deployment_id, start=body.start, pia=body.pia, step="api")
+    return _with_problems(row)
+
+
+@router.post(
+    "/deployments/{deployment_id}/copy",
+    status_code=201,
+    summary="Copy a rejected request into a new draft, to revise and submit again",
+)
+async def copy_rejected(deployment_id: str, user: Requester, flow: Flow) -> dict[str, Any]:
+    return _with_problems(await flow.copy_rejected(user, deployment_id))
+
+
+def _with_problems(row: DeploymentRow) -> dict[str, Any]:
+    """A draft with what still keeps it from being submitted, field by field."""
+    return {**deployment_view(row), "problems": problems(row)}
+
+
 @router.get("/deployments/{deployment_id}", summary="A deployment with its PIA")
 async def get_one(deployment_id: str, user: Reader, flow: Flow) -> dict[str, Any]:
-    return deployment_view(await flow.get(deployment_id))
+    row = await flow.get(deployment_id)
+    return _with_problems(row) if row.status == "draft" else deployment_view(row)
 
 
 @router.put("/deployments/{deployment_id}", summary="Replace a draft request")

@@ -1,4 +1,5 @@
-"""JSON routes for the fleet: overview, unit detail, remote self-test, recording index.
+"""JSON routes for the fleet: the units a page at a time (filtered; by unit id or what needs
+attention first), unit detail, remote self-test, recording index.
 
 A contractor sees only the units on their contract (any other unit reads as unknown),
 and of those only maintenance data: health, faults, callouts, power and self-tests;
@@ -18,7 +19,8 @@ from controller import audit
 from controller.api.auth import Permission, User, allow, contractor_scope
 from controller.callouts import CalloutService, CalloutView
 from controller.errors import NotOnContract, UnknownUnitError
-from controller.fleet import FleetOverview, UnitSummary, fleet_overview, unit_detail
+from controller.fleet import FleetOverview, RollUp, UnitSummary, unit_detail
+from controller.fleet.attention import FleetFilter, Order, fleet_page
 from controller.fleet.command_log import (
     MAINTENANCE_ACTIONS,
     AckView,
@@ -117,18 +119,64 @@ async def _visible_unit(session: Session, unit_id: str, user: User) -> Unit:
         raise UnknownUnitError(unit_id) from exc
 
 
-@router.get("/units", response_model=FleetOverview, summary="Fleet overview with roll-ups")
+class UnitsPage(FleetOverview):
+    """One page of units. `counts` are of every unit matching the filters other than
+    `health`; `total` of those matching every filter; `next_cursor`, when set, asks for
+    the next page."""
+
+    total: int = Field(description="Units matching every filter")
+    order: Order = Field(description="unit: by unit id; attention: what needs attention first")
+    limit: int = Field(description="Units per page at most")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last")
+
+
+UNITS_PAGE = 100
+UNITS_PAGE_MAX = 1000
+Filter = Annotated[str | None, Query(max_length=200)]
+
+
+@router.get(
+    "/units", response_model=UnitsPage, summary="Units with their roll-up, a page at a time"
+)
 async def get_units(
-    request: Request, user: Annotated[User, Depends(allow(Permission.VIEW_FLEET))]
-) -> FleetOverview:
+    request: Request,
+    user: Annotated[User, Depends(allow(Permission.VIEW_FLEET))],
+    limit: Annotated[int, Query(ge=1, le=UNITS_PAGE_MAX, description="Units per page")] = (
+        UNITS_PAGE
+    ),
+    cursor: Annotated[
+        str | None, Query(max_length=400, description="`next_cursor` of the previous page")
+    ] = None,
+    order: Annotated[
+        Order, Query(description="unit (stable, to walk the fleet) or attention")
+    ] = "unit",
+    health: Annotated[RollUp | None, Query(description="Only units in this state")] = None,
+    site: Filter = None,
+    contractor: Filter = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Text in the unit id or site")
+    ] = None,
+) -> UnitsPage:
     scope = contractor_scope(user)
+    filters = FleetFilter(
+        health=health, site=site, contractor=None if scope else contractor, text=q
+    )
     async with request.app.state.db.session() as session:
-        overview = await fleet_overview(session, contractor=scope)
-    if scope is None:
-        return overview
-    # Where a unit stands is the control room's to share: not a maintenance fact.
-    units = [u.model_copy(update={"position": None}) for u in overview.units]
-    return overview.model_copy(update={"units": units})
+        found = await fleet_page(
+            session, contractor=scope, filters=filters, order=order, limit=limit, after=cursor
+        )
+    units = found.units
+    if scope is not None:
+        # Where a unit stands is the control room's to share: not a maintenance fact.
+        units = [u.model_copy(update={"position": None}) for u in units]
+    return UnitsPage(
+        counts=found.counts,
+        units=units,
+        total=found.total,
+        order=found.order,
+        limit=found.limit,
+        next_cursor=found.next_cursor,
+    )
 
 
 @router.get("/units/{unit_id}", response_model=UnitView, summary="One unit in detail")

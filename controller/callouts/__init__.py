@@ -1,6 +1,7 @@
 """Maintenance callouts: raised from the units' faults with SLA deadlines in contract hours,
-moved through their lifecycle by hand, verified by a passing self-test, swept for SLA
-breaches, and notified to the contractor by email and webhook.
+moved through their lifecycle by hand, verified when the unit shows the fault clear (a
+passing self-test or its own clear event after the repair), swept for SLA breaches, and
+notified to the contractor by email and webhook.
 
     raised -> acknowledged -> attending -> resolved -> verified -> closed
 
@@ -13,7 +14,13 @@ from controller.callouts.faults import POWER_FAULTS, CalloutBatch, FaultRules
 from controller.callouts.lifecycle import OPEN_STATES, STATES, SYSTEM, CalloutLifecycle
 from controller.callouts.notify import Notifier, queue_notifications
 from controller.callouts.service import CalloutService
-from controller.callouts.views import CalloutEventView, CalloutView, check_passes
+from controller.callouts.views import (
+    CalloutEventView,
+    CalloutView,
+    RepairFinding,
+    repair_finding,
+    repaired_at,
+)
 
 __all__ = [
     "OPEN_STATES",
@@ -27,6 +34,8 @@ __all__ = [
     "CalloutView",
     "FaultRules",
     "Notifier",
-    "check_passes",
+    "RepairFinding",
     "queue_notifications",
+    "repair_finding",
+    "repaired_at",
 ]

@@ -5,6 +5,7 @@ reads as unknown."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 from sqlalchemy import func, select
@@ -14,7 +15,13 @@ from controller.callouts.lifecycle import OPEN_STATES
 from controller.errors import UnknownCallout
 from controller.store.fleet import Callout, CalloutEvent
 
-__all__ = ["board", "callout_events", "callout_in_scope", "open_callout_counts"]
+__all__ = [
+    "board",
+    "callout_events",
+    "callout_in_scope",
+    "events_of",
+    "open_callout_counts",
+]
 
 
 async def board(
@@ -58,6 +65,24 @@ async def callout_events(session: AsyncSession, callout_id: int) -> list[Callout
         .order_by(CalloutEvent.at, CalloutEvent.id)
     )
     return list((await session.execute(query)).scalars())
+
+
+async def events_of(
+    session: AsyncSession, callout_ids: Iterable[int], kinds: Iterable[str]
+) -> dict[int, list[CalloutEvent]]:
+    """The events of these kinds of each callout, oldest first (callouts without one are
+    left out)."""
+    ids, wanted = sorted(set(callout_ids)), sorted(set(kinds))
+    found: dict[int, list[CalloutEvent]] = {}
+    for i in range(0, len(ids), 500):
+        query = (
+            select(CalloutEvent)
+            .where(CalloutEvent.callout_id.in_(ids[i : i + 500]), CalloutEvent.kind.in_(wanted))
+            .order_by(CalloutEvent.at, CalloutEvent.id)
+        )
+        for event in (await session.execute(query)).scalars():
+            found.setdefault(event.callout_id, []).append(event)
+    return found
 
 
 async def open_callout_counts(session: AsyncSession, contractor: str | None) -> dict[str, int]:

@@ -1,11 +1,14 @@
 """Callouts from the units' messages: a fault raises one (or adds to it), a clear or a
-unit coming back online is noted on it, and a passing self-test verifies it.
+unit coming back online is noted on it, and the unit's own word verifies a repair.
 
 - One open callout per unit and fault (`open_key`); a repeat raise adds an event to it,
   and re-opens it (back to attending) when it had been resolved or verified.
 - Priority from `protocol.faults`; deadlines from the unit's contract (`ContractSettings`).
-- A resolved callout is verified automatically when a self-test report finished after
-  the resolve passes the fault's check.
+- A resolved callout awaits verification: it is verified when a self-test report
+  finished after the resolve shows the fault clear, or when the unit reports the fault
+  cleared after the resolve; a report after the resolve that shows it still failing
+  sends the callout back to attending (the repair did not hold), and the contractor is
+  told.
 - UPS facts (the last PowerStatus) are attached to power callouts.
 
 Each call may carry the `CalloutBatch` of its transaction: the fault rows of the units
@@ -25,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from controller.callouts.lifecycle import SYSTEM, CalloutLifecycle
 from controller.callouts.notify import queue_notifications
-from controller.callouts.views import check_passes
+from controller.callouts.views import repair_finding
 from controller.store.fleet import Callout, PowerReading, SelfTestRecord, Unit, UnitFault
 from protocol.faults import FaultCode
 
@@ -152,6 +155,7 @@ class FaultRules:
         if callout is not None:
             callout.raise_count += 1
             callout.facts = full_facts
+            callout.fault_cleared_at = None  # the fault is back: not clear any more
             note = detail or "raised again"
             await self.lifecycle.event(session, callout, "repeat", SYSTEM, note, at=when)
             if callout.status in ("resolved", "verified"):
@@ -244,6 +248,16 @@ class FaultRules:
                 note or detail or "the unit reports the fault cleared",
                 at=when,
             )
+            resolved = callout.resolved_at
+            if callout.status == "resolved" and resolved is not None and when >= resolved:
+                await self.lifecycle.move(
+                    session,
+                    callout,
+                    "verified",
+                    SYSTEM,
+                    "The unit reports the fault cleared after the repair.",
+                    {"by": kind},
+                )
         return callout
 
     async def unit_online(
@@ -267,7 +281,9 @@ class FaultRules:
     async def on_selftest(
         self, session: AsyncSession, report: SelfTestRecord, *, batch: CalloutBatch | None = None
     ) -> list[Callout]:
-        """Verify the unit's resolved callouts that this report shows fixed."""
+        """Verify the unit's resolved callouts that this report shows fixed; send back to
+        attending those it shows still failing (and tell the contractor). Returns the
+        callouts verified."""
         preloaded = None if batch is None else batch.faults.get(report.unit_id)
         if preloaded is not None and not preloaded:
             return []  # no fault was ever recorded for the unit: no callout either
@@ -278,14 +294,53 @@ class FaultRules:
         for callout in result.scalars():
             if callout.resolved_at is None or report.finished_at <= callout.resolved_at:
                 continue
-            if check_passes(callout, report):
+            fault = await self._fault_row(session, batch, callout)
+            finding = repair_finding(
+                callout, report, fault_active=None if fault is None else fault.active
+            )
+            details = {"report_id": report.report_id, "finding": finding.outcome}
+            if finding.outcome == "pass":
                 await self.lifecycle.move(
                     session,
                     callout,
                     "verified",
                     SYSTEM,
-                    f"self-test {report.report_id} passed after the repair",
-                    {"report_id": report.report_id},
+                    "The unit's self-test after the repair shows the fault clear. "
+                    f"{finding.sentence}.",
+                    details,
                 )
                 verified.append(callout)
+            elif finding.outcome == "fail":
+                callout.status, callout.resolved_at = "attending", None
+                await self.lifecycle.event(
+                    session,
+                    callout,
+                    "repair_failed",
+                    SYSTEM,
+                    "The unit's self-test after the repair shows the fault still there. "
+                    f"{finding.sentence}. The callout is back to attending.",
+                    details,
+                )
+                queued = await queue_notifications(session, self.settings, callout, "repair_failed")
+                if batch is not None:
+                    batch.queued += len(queued)
+            else:
+                await self.lifecycle.event(
+                    session,
+                    callout,
+                    "not_verified",
+                    SYSTEM,
+                    "The unit's self-test after the repair cannot show the fault clear. "
+                    f"{finding.sentence}. Still awaiting verification.",
+                    details,
+                )
         return verified
+
+    async def _fault_row(
+        self, session: AsyncSession, batch: CalloutBatch | None, callout: Callout
+    ) -> UnitFault | None:
+        try:
+            code = FaultCode(callout.fault_code)
+        except ValueError:
+            return None
+        return await _get_fault(session, batch, callout.unit_id, code)

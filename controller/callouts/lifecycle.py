@@ -5,9 +5,13 @@ every change writes (with its audit record, in the same transaction).
                                   ^            |
                                   +------------+  (the fix did not hold: attend again)
 
-A step by hand that the table does not allow is refused with a sentence saying why;
-`verified` also needs a self-test of the fault's check that passed after the resolve.
-`CalloutService` holds one `CalloutLifecycle`, shared with its fault rules.
+`resolved` is the contractor's word that the fault is fixed: the callout stays open,
+awaiting verification, until the unit shows the fault clear (`verified`, by the fault
+rules). A step by hand that the table does not allow is refused with a sentence saying
+why; `verified` by hand also needs a self-test after the resolve that shows the fault
+clear. `attending_at` keeps the first time someone attended (the respond deadline is met
+or missed then, whatever happens later). `CalloutService` holds one `CalloutLifecycle`,
+shared with its fault rules.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controller import audit
-from controller.callouts.views import check_passes
+from controller.callouts.views import repair_finding
 from controller.errors import TransitionRefused, UnknownCallout
+from controller.labels import check_label, fault_label
 from controller.store.base import utcnow
-from controller.store.fleet import Callout, CalloutEvent, SelfTestRecord
+from controller.store.fleet import Callout, CalloutEvent, SelfTestRecord, UnitFault
 
 __all__ = ["OPEN_STATES", "STATES", "SYSTEM", "CalloutLifecycle"]
 
@@ -111,7 +116,16 @@ class CalloutLifecycle:
             )
             .order_by(SelfTestRecord.finished_at)
         )
-        return next((r for r in result.scalars() if check_passes(callout, r)), None)
+        fault = await session.get(UnitFault, (callout.unit_id, callout.fault_code))
+        active = None if fault is None else fault.active
+        return next(
+            (
+                r
+                for r in result.scalars()
+                if repair_finding(callout, r, fault_active=active).outcome == "pass"
+            ),
+            None,
+        )
 
     async def move(
         self,
@@ -125,7 +139,8 @@ class CalloutLifecycle:
         """Make a step (allowed or not: `transition` checks steps by hand)."""
         when = self.now()
         callout.status = to
-        setattr(callout, _STAMP[to], when)
+        if to != "attending" or callout.attending_at is None:
+            setattr(callout, _STAMP[to], when)
         if to == "attending":
             callout.resolved_at = None
         if to == "closed":
@@ -148,13 +163,17 @@ class CalloutLifecycle:
         if to == "verified":
             report = await self._passing_report(session, callout)
             if report is None:
-                check = callout.check_name or callout.fault_code
+                check = (
+                    check_label(callout.check_name).title
+                    if callout.check_name
+                    else fault_label(callout.fault_code).title
+                )
                 raise TransitionRefused(
                     callout_id,
                     callout.status,
                     to,
-                    f"no self-test has passed the {check!r} check since the repair; "
-                    "run one (self-test now) and verify when it passes",
+                    f"no self-test has passed the check '{check}' since the repair; "
+                    "run a self-test and verify when it passes",
                 )
             details["report_id"] = report.report_id
         await self.move(session, callout, to, actor, note, details)

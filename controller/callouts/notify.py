@@ -10,6 +10,8 @@ Nothing here raises into the service loop.
 
 Webhook body: {"event": "callout.new" | "callout.respond_breached" | ..., "callout": {...}};
 with `webhooks.secret` set, header `X-CCTV-Signature: sha256=<hex HMAC of the body>`.
+The body carries times as UTC ISO-8601 and the fault's title and advice beside its code;
+an email reads in words, its times in the control room's zone (`timezone`).
 """
 
 from __future__ import annotations
@@ -20,16 +22,20 @@ import hmac
 import json
 import logging
 import smtplib
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from controller import localtime
 from controller.backoff import full_jitter
+from controller.labels import fault_label, priority_words, status_words
 from controller.metrics import ControllerMetrics
 from controller.store.base import Database, utcnow
 from controller.store.fleet import Callout, Notification
@@ -37,7 +43,7 @@ from controller.store.fleet import Callout, Notification
 if TYPE_CHECKING:
     from controller.config import ControllerSettings
 
-__all__ = ["Notifier", "callout_payload", "queue_notifications"]
+__all__ = ["Notifier", "callout_payload", "email_text", "queue_notifications"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,7 @@ _REASON_TEXT = {
     "new": "New callout",
     "respond_breached": "RESPOND SLA BREACHED",
     "repair_breached": "REPAIR SLA BREACHED",
+    "repair_failed": "REPAIR DID NOT HOLD",
 }
 
 
@@ -52,10 +59,13 @@ def callout_payload(callout: Callout) -> dict[str, Any]:
     def iso(value: Any) -> str | None:
         return None if value is None else value.isoformat()
 
+    label = fault_label(callout.fault_code)
     return {
         "id": callout.id,
         "unit_id": callout.unit_id,
         "fault_code": callout.fault_code,
+        "fault_title": label.title,
+        "advice": label.advice,
         "priority": callout.priority,
         "status": callout.status,
         "title": callout.title,
@@ -69,6 +79,48 @@ def callout_payload(callout: Callout) -> dict[str, Any]:
         "respond_breached": callout.respond_breached,
         "repair_breached": callout.repair_breached,
     }
+
+
+_POWER_WORDS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "charge_pct": ("Battery charge", lambda v: f"{float(v):.0f}%"),
+    "runtime_s": ("Battery time left", lambda v: localtime.duration_words(float(v))),
+    "ups_status": ("UPS status", str),
+    "input_voltage": ("Input voltage", lambda v: f"{float(v):.0f} V"),
+    "load_pct": ("Load", lambda v: f"{float(v):.0f}%"),
+    "model": ("UPS model", str),
+}
+
+
+def email_text(reason: str, callout: dict[str, Any], zone: ZoneInfo) -> str:
+    """The body of a callout email: the fault in words, what to check, the deadlines in
+    the control room's zone, and the power facts of a power fault."""
+
+    def when(value: str | None) -> str:
+        return "not set" if not value else localtime.when(datetime.fromisoformat(value), zone)
+
+    label = fault_label(str(callout["fault_code"]))
+    lines = [
+        f"{_REASON_TEXT.get(reason, reason)} for unit {callout['unit_id']}.",
+        "",
+        f"Fault:          {label.title} ({priority_words(str(callout['priority']))})",
+        f"What to check:  {label.advice}",
+        f"State:          {status_words(str(callout.get('status', '')))}",
+        f"Raised:         {when(callout.get('raised_at'))}",
+        f"Respond by:     {when(callout.get('respond_by'))}",
+        f"Repair by:      {when(callout.get('repair_by'))}",
+    ]
+    if callout.get("detail"):
+        lines.append(f"Detail:         {callout['detail']}")
+    ups = (callout.get("facts") or {}).get("ups")
+    if ups:
+        lines += ["", "Power at the time:"]
+        for key, (name, show) in _POWER_WORDS.items():
+            value = ups.get(key)
+            if value is not None and value != "":
+                lines.append(f"  {name}: {show(value)}")
+        if ups.get("on_battery") is not None:
+            lines.append(f"  Running on: {'battery' if ups['on_battery'] else 'mains'}")
+    return "\n".join(lines) + "\n"
 
 
 async def queue_notifications(
@@ -226,21 +278,7 @@ class Notifier:
             f"[{callout['priority']}] {_REASON_TEXT.get(job.reason, job.reason)}: "
             f"{callout['unit_id']} {callout['title']} (callout #{callout['id']})"
         )
-        lines = [
-            f"{_REASON_TEXT.get(job.reason, job.reason)} for unit {callout['unit_id']}.",
-            "",
-            f"Fault:      {callout['title']} ({callout['fault_code']}, {callout['priority']})",
-            f"Raised:     {callout['raised_at']}",
-            f"Respond by: {callout['respond_by']}",
-            f"Repair by:  {callout['repair_by']}",
-        ]
-        if callout.get("detail"):
-            lines.append(f"Detail:     {callout['detail']}")
-        ups = (callout.get("facts") or {}).get("ups")
-        if ups:
-            lines += ["", "UPS / power at the time:"]
-            lines += [f"  {key}: {value}" for key, value in sorted(ups.items())]
-        message.set_content("\n".join(lines) + "\n")
+        message.set_content(email_text(job.reason, callout, self.settings.zone))
 
         def send() -> None:
             with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_s) as client:

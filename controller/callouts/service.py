@@ -8,9 +8,12 @@
   and re-opens it (back to attending) when it had been resolved or verified.
 - Priority from `protocol.faults`; deadlines from the unit's contract (`ContractSettings`):
   P1/P2 respond and repair in contract hours, P3 at the next routine visit.
-  *Respond* is met when someone is attending; *repair* when the callout is resolved.
-- `verified` needs a passing self-test of the fault's check finished after the resolve;
-  it happens automatically when such a report arrives and is refused by hand otherwise.
+  *Respond* is met when someone first attends; *repair* when the unit shows the fault
+  clear (`views.repaired_at`: its own clear event, or the self-test that verified the
+  repair), not when someone clicks resolve.
+- `verified` needs the unit's word after the resolve: a self-test showing the fault clear,
+  or its fault-cleared event; it happens automatically when that arrives (see
+  `faults`) and is refused by hand otherwise.
 - A fault the unit clears, or a unit coming back online, is noted on the callout.
 - UPS facts (the last PowerStatus) are attached to power callouts.
 Every change is written to the audit log in the same transaction.
@@ -32,8 +35,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from controller.callouts.faults import CalloutBatch, FaultRules
 from controller.callouts.lifecycle import SYSTEM, CalloutLifecycle
 from controller.callouts.notify import queue_notifications
-from controller.callouts.views import CalloutEventView, CalloutView
+from controller.callouts.views import CalloutEventView, CalloutView, repaired_at
 from controller.errors import UnknownCallout
+from controller.localtime import when as local_when
 from controller.store.base import utcnow
 from controller.store.fleet import Callout, CalloutEvent
 
@@ -81,7 +85,7 @@ class CalloutService:
                     callout,
                     "respond_breached",
                     SYSTEM,
-                    f"nobody attended by {callout.respond_by:%Y-%m-%d %H:%M} UTC",
+                    f"nobody attended by {local_when(callout.respond_by, self.settings.zone)}",
                 )
                 queued = await queue_notifications(
                     session, self.settings, callout, "respond_breached"
@@ -91,7 +95,7 @@ class CalloutService:
                 breached.append(callout)
             if (
                 not callout.repair_breached
-                and callout.resolved_at is None
+                and repaired_at(callout.fault_cleared_at, callout.verified_at) is None
                 and now > callout.repair_by
             ):
                 callout.repair_breached = True
@@ -100,7 +104,8 @@ class CalloutService:
                     callout,
                     "repair_breached",
                     SYSTEM,
-                    f"not repaired by {callout.repair_by:%Y-%m-%d %H:%M} UTC",
+                    "the unit did not show the fault clear by "
+                    f"{local_when(callout.repair_by, self.settings.zone)}",
                 )
                 queued = await queue_notifications(
                     session, self.settings, callout, "repair_breached"

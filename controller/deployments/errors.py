@@ -8,7 +8,9 @@ ControllerError
     ├── InvalidDeployment        a request that breaks the policy (dates, retention) (422)
     ├── DeploymentRefused        a step the workflow does not allow now; the message is
     │                            the sentence shown to the user (409)
-    │   └── ApprovalBlocked      approval needs something first (prior consultation)
+    │   ├── ApprovalBlocked      approval needs something first (prior consultation)
+    │   └── IncompleteRequest    a draft submitted before its request and PIA are complete;
+    │                            `problems` names each field (422)
     └── NotPermitted             the caller's role or part in the request forbids it (403)
 """
 
@@ -20,6 +22,7 @@ __all__ = [
     "ApprovalBlocked",
     "DeploymentError",
     "DeploymentRefused",
+    "IncompleteRequest",
     "InvalidDeployment",
     "LocationInUse",
     "NotPermitted",
@@ -87,6 +90,22 @@ class ApprovalBlocked(DeploymentRefused):
     """Approval waits for something that must be recorded first."""
 
     status = 409
+
+
+class IncompleteRequest(DeploymentRefused):
+    """A draft that cannot be submitted yet: `problems` maps each field (its dotted path in
+    the request, "" for the request as a whole) to what is wrong with it."""
+
+    status = 422
+
+    def __init__(self, deployment_id: str, problems: dict[str, str]) -> None:
+        first = next(iter(problems.items()), ("", "it is not complete"))
+        where = f"{first[0]}: " if first[0] else ""
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(
+            deployment_id, "draft", "submitted", f"it is not complete: {where}{first[1]}{more}"
+        )
+        self.problems = problems
 
 
 class NotPermitted(DeploymentError):

@@ -24,6 +24,7 @@ from controller.store.deployments import (
 
 __all__ = [
     "DECIDED",
+    "PENDING_OR_LIVE",
     "DeploymentLine",
     "Queue",
     "awaiting_decision",
@@ -31,6 +32,7 @@ __all__ = [
     "deployment_with_location",
     "find_deployments",
     "lines",
+    "overlapping",
     "reviews_due_by",
     "unit_deployments",
 ]
@@ -146,6 +148,32 @@ async def deployment_with_location(
         raise UnknownDeployment(deployment_id)
     location = await session.get(LocationRow, row.location_id)
     return row, location, (await lines(session, [row]))[0]
+
+
+#: Requests that hold, or may come to hold, a unit for their planned dates.
+PENDING_OR_LIVE = ("draft", "submitted", *LIVE_STATUSES)
+
+
+async def overlapping(
+    session: AsyncSession,
+    unit_id: str,
+    start: datetime,
+    end: datetime,
+    *,
+    excluding: str | None = None,
+) -> list[DeploymentLine]:
+    """Other requests and deployments of `unit_id` (drafts, submitted, approved, live)
+    whose planned dates overlap [start, end), the earliest first."""
+    query = select(DeploymentRow).where(
+        DeploymentRow.unit_id == unit_id,
+        DeploymentRow.status.in_(PENDING_OR_LIVE),
+        DeploymentRow.planned_start < end,
+        DeploymentRow.planned_end > start,
+    )
+    if excluding is not None:
+        query = query.where(DeploymentRow.id != excluding)
+    rows = list((await session.execute(query.order_by(DeploymentRow.planned_start))).scalars())
+    return await lines(session, rows)
 
 
 async def deployment_queue(session: AsyncSession, *, now: datetime, reminder_days: int) -> Queue:

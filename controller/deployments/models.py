@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated
+from datetime import date, datetime
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from controller.deployments.pia import Evaluation, PriorConsultation, PrivacyImpactAssessment
 from protocol.messages import RecordingProfile
@@ -16,6 +24,8 @@ __all__ = [
     "DeploymentPolicy",
     "DeploymentRequest",
     "DeploymentUpdate",
+    "DraftSave",
+    "DraftStart",
     "EvaluationRequest",
     "LocationIn",
     "PriorConsultationRequest",
@@ -59,8 +69,13 @@ class LocationIn(_Model):
     notes: str = Field("", max_length=4000, description="Access, mounting, power, hazards")
 
 
-class DeploymentRequest(_Model):
-    unit_id: str = Field(pattern=UNIT_ID_PATTERN.pattern, description="Unit to deploy")
+class DraftStart(_Model):
+    """What a deployment request needs before its PIA is begun: the unit, the place and
+    the dates. A draft holds these and the PIA as far as it is filled in."""
+
+    unit_id: str = Field(
+        pattern=UNIT_ID_PATTERN.pattern, max_length=64, description="Unit to deploy"
+    )
     location_id: int = Field(ge=1, description="Where")
     planned_start: AwareDatetime = Field(description="Recording may start from")
     planned_end: AwareDatetime = Field(description="Recording must stop by")
@@ -68,18 +83,37 @@ class DeploymentRequest(_Model):
     profile: RecordingProfile = Field(
         default_factory=RecordingProfile, description="Recording profile sent to the unit"
     )
+
+    @field_validator("planned_end")
+    @classmethod
+    def _after_start(cls, end: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("planned_start")
+        if isinstance(start, datetime) and end <= start:
+            raise ValueError("the planned end must be after the planned start")
+        return end
+
+
+class DeploymentRequest(DraftStart):
+    """A deployment request with its complete PIA."""
+
     pia: PrivacyImpactAssessment = Field(description="The privacy impact assessment")
 
     @model_validator(mode="after")
     def _window(self) -> DeploymentRequest:
-        if self.planned_end <= self.planned_start:
-            raise ValueError("planned_end must be after planned_start")
         signage = self.pia.signage
         if signage.erect_by > self.planned_start.date():
             raise ValueError("signage must be up on or before the planned start")
         if signage.remove_by < self.planned_end.date():
             raise ValueError("signage must stay up until the planned end")
         return self
+
+
+class DraftSave(_Model):
+    """A draft saved as it stands: its unit, place and dates, and/or its PIA so far (kept
+    as given, complete or not; checked when the draft is submitted)."""
+
+    start: DraftStart | None = Field(None, description="The unit, place and dates, if changed")
+    pia: dict[str, Any] | None = Field(None, description="The PIA as far as it is filled in")
 
 
 class DeploymentUpdate(DeploymentRequest):
@@ -89,6 +123,11 @@ class DeploymentUpdate(DeploymentRequest):
 class ApproveRequest(_Model):
     review_by: date | None = Field(None, description="Review date, if not the requested one")
     notes: str = Field("", max_length=4000, description="The manager's notes on the decision")
+    assessment_read: bool = Field(
+        False,
+        description="The manager confirms they have read the assessment (recorded in the "
+        "audit log; the pages ask for it before approving)",
+    )
 
 
 class ReasonRequest(_Model):

@@ -15,7 +15,16 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "CollateralIntrusion",
@@ -283,9 +292,14 @@ class PrivacyImpactAssessment(_Model):
         default_factory=list, description="Homes, gardens, places of worship, schools in view"
     )
     reference_frame: str | None = Field(
-        None, max_length=200, description="Snapshot the masks were drawn on (id or sha256)"
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        title="Picture the masks were drawn on",
+        description="SHA-256 of the unit's reference picture the masks were drawn on",
     )
-    masks: list[PrivacyMask] = Field(default_factory=list, description="Privacy masks")
+    masks: list[PrivacyMask] = Field(
+        default_factory=list, validate_default=True, description="Privacy masks"
+    )
     signage: Signage = Field(description="Signage plan and dates")
     retention_days: int = Field(31, ge=1, le=3650, description="Days footage is kept")
     consultation: list[ConsultationRecord] = Field(
@@ -300,18 +314,25 @@ class PrivacyImpactAssessment(_Model):
         None, description="ICO prior consultation (needed when residual risk is high)"
     )
 
-    @model_validator(mode="after")
-    def _complete(self) -> PrivacyImpactAssessment:
-        seen = [e.characteristic for e in self.equality]
-        missing = [c.value for c in ProtectedCharacteristic if c not in seen]
+    @field_validator("masks")
+    @classmethod
+    def _claimed(cls, masks: list[PrivacyMask], info: ValidationInfo) -> list[PrivacyMask]:
+        intrusions = info.data.get("collateral_intrusion") or []
+        claimed = [c.kind.value for c in intrusions if c.masked]
+        if claimed and not masks:
+            raise ValueError(f"intrusion marked masked ({', '.join(claimed)}) but no mask drawn")
+        return masks
+
+    @field_validator("equality")
+    @classmethod
+    def _all_nine(cls, equality: list[EqualityAssessment]) -> list[EqualityAssessment]:
+        seen = [e.characteristic for e in equality]
+        missing = [c.value.replace("_", " ") for c in ProtectedCharacteristic if c not in seen]
         if missing:
             raise ValueError(f"equality impact missing for: {', '.join(missing)}")
         if len(seen) != len(set(seen)):
             raise ValueError("equality impact lists a characteristic twice")
-        claimed = [c.kind.value for c in self.collateral_intrusion if c.masked]
-        if claimed and not self.masks:
-            raise ValueError(f"intrusion marked masked ({', '.join(claimed)}) but no mask drawn")
-        return self
+        return equality
 
     @computed_field(description="Highest residual risk over all risks")  # type: ignore[prop-decorator]
     @property

@@ -99,6 +99,7 @@ class SignedSteps:
                 session, actor.username, "approve", row, authorization_id=auth.authorization_id,
                 valid_until=auth.valid_until.isoformat(), review_due=row.review_due.isoformat(),
                 residual_risk=row.residual_risk, notes=req.notes,
+                assessment_read=req.assessment_read,
             )  # fmt: skip
             await session.commit()
         log.info("deployment approved id=%s unit=%s by=%s", row.id, row.unit_id, actor.username)

@@ -14,18 +14,24 @@
   signed revocation in its place. If the broker is down, the message is sent later.
 - Every transition is written to the audit log in the transaction that makes it. A step
   the workflow does not allow is refused with a sentence (`DeploymentRefused`).
+- A PIA that records the picture its masks were drawn on (its SHA-256) names one the
+  control room holds from the unit (kept by `controller.fleet.snapshots`).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, time
+from typing import Any
+
+from sqlalchemy import select
 
 from controller.deployments.authorization import Publisher
+from controller.deployments.drafts import DraftSteps, problems, request_data
 from controller.deployments.errors import (
-    DeploymentRefused,
+    IncompleteRequest,
     InvalidDeployment,
     UnknownDeployment,
 )
@@ -33,6 +39,7 @@ from controller.deployments.models import (
     ApproveRequest,
     DeploymentPolicy,
     DeploymentRequest,
+    DraftStart,
     RenewRequest,
 )
 from controller.deployments.pia import Evaluation, PriorConsultation, PrivacyImpactAssessment
@@ -48,9 +55,10 @@ from controller.deployments.rules import (
 )
 from controller.deployments.signed_steps import SignedSteps
 from controller.errors import UnknownUnitError
-from controller.store.base import Database, utcnow
+from controller.store.base import Database, Session, utcnow
 from controller.store.deployments import DeploymentRow, get_deployment
 from controller.store.fleet import Unit
+from controller.store.snapshots import ReferenceSnapshotRecord
 from protocol.signing import Signer
 
 __all__ = ["Actor", "DeploymentWorkflow"]
@@ -58,9 +66,24 @@ __all__ = ["Actor", "DeploymentWorkflow"]
 log = logging.getLogger(__name__)
 
 
+async def _check_picture(session: Session, req: DeploymentRequest) -> None:
+    """The PIA's masks were drawn on a picture the control room holds from the unit."""
+    sha256 = req.pia.reference_frame
+    held = select(ReferenceSnapshotRecord.id).where(
+        ReferenceSnapshotRecord.unit_id == req.unit_id, ReferenceSnapshotRecord.sha256 == sha256
+    )
+    if sha256 is not None and await session.scalar(held.limit(1)) is None:
+        raise InvalidDeployment(
+            f"the privacy masks were drawn on a picture (SHA-256 {sha256}) that the control "
+            f"room does not hold from {req.unit_id}: ask the unit for a picture and draw the "
+            "masks on it"
+        )
+
+
 class DeploymentWorkflow:
-    """Every step of a deployment. It holds `records` (database, policy, clock, audit)
-    and `signed` (the steps that sign and publish: approve, renew, revoke, end)."""
+    """Every step of a deployment. It holds `records` (database, policy, clock, audit),
+    `signed` (the steps that sign and publish: approve, renew, revoke, end) and `drafts`
+    (a request filled in step by step, and a rejected one copied to be revised)."""
 
     def __init__(
         self,
@@ -73,6 +96,7 @@ class DeploymentWorkflow:
     ) -> None:
         self.records = DeploymentRecords(db, policy=policy, clock=clock)
         self.signed = SignedSteps(self.records, signer=signer, link=link)
+        self.drafts = DraftSteps(self.records)
 
     @property
     def db(self) -> Database:
@@ -95,6 +119,7 @@ class DeploymentWorkflow:
         async with self.db.session() as session:
             if await session.get(Unit, req.unit_id) is None:
                 raise UnknownUnitError(req.unit_id)
+            await _check_picture(session, req)
             location = await self.records.location(session, req.location_id)
             if location.retired_at is not None:
                 raise InvalidDeployment(f"location {location.name!r} is retired")
@@ -140,6 +165,7 @@ class DeploymentWorkflow:
             require_status(row, "edited", ("draft",), "only a draft can be edited")
             if await session.get(Unit, req.unit_id) is None:
                 raise UnknownUnitError(req.unit_id)
+            await _check_picture(session, req)
             await self.records.location(session, req.location_id)
             self._fill(row, req, now)
             await self.records.audit(session, actor.username, "update", row)
@@ -147,17 +173,25 @@ class DeploymentWorkflow:
         return row
 
     async def submit(self, actor: Actor, deployment_id: str) -> DeploymentRow:
+        """Submit a draft for a manager's decision: only once its request and PIA are
+        complete (`IncompleteRequest` names each field that is not), with the DPO's
+        advice recorded."""
         require_role(actor, "submit a deployment request", REQUESTERS)
         now = self.clock()
         async with self.db.session() as session:
             row = await self.records.load(session, deployment_id)
             require_status(row, "submitted", ("draft",), "only a draft can be submitted")
-            pia = PrivacyImpactAssessment.model_validate(row.pia)
-            if pia.dpo_advice is None:
-                raise DeploymentRefused(
-                    row.id, row.status, "submitted",
-                    "the data protection officer's advice must be recorded in the PIA first",
-                )  # fmt: skip
+            missing = problems(row)
+            if missing:
+                raise IncompleteRequest(row.id, missing)
+            req = DeploymentRequest.model_validate(request_data(row))
+            check_request(self.policy, req)
+            await _check_picture(session, req)
+            # The PIA as validated: typed answers in their stored form, figures derived.
+            row.pia = req.pia.model_dump(mode="json")
+            row.residual_risk = req.pia.residual_risk.value
+            row.referral_source = req.pia.referral.source.value
+            row.retention_days = req.pia.retention_days
             row.status, row.submitted_by, row.submitted_at, row.updated_at = (
                 "submitted", actor.username, now, now,
             )  # fmt: skip
@@ -166,6 +200,30 @@ class DeploymentWorkflow:
             )
             await session.commit()
         return row
+
+    # ------------------------------------------------------------------ drafts
+
+    async def start_draft(
+        self, actor: Actor, start: DraftStart, pia: Mapping[str, Any] | None = None
+    ) -> DeploymentRow:
+        """A draft with its unit, place and dates; its PIA is filled in step by step."""
+        return await self.drafts.start(actor, start, pia)
+
+    async def save_draft(
+        self,
+        actor: Actor,
+        deployment_id: str,
+        *,
+        start: DraftStart | None = None,
+        pia: Mapping[str, Any] | None = None,
+        step: str = "",
+    ) -> DeploymentRow:
+        """Save one step of a draft, complete or not."""
+        return await self.drafts.save(actor, deployment_id, start=start, pia=pia, step=step)
+
+    async def copy_rejected(self, actor: Actor, deployment_id: str) -> DeploymentRow:
+        """A new draft from a rejected request, to be revised and submitted again."""
+        return await self.drafts.copy(actor, deployment_id)
 
     async def record_prior_consultation(
         self, actor: Actor, deployment_id: str, consultation: PriorConsultation
@@ -178,9 +236,13 @@ class DeploymentWorkflow:
                 row, "given a prior consultation", ("draft", "submitted"),
                 "prior consultation is recorded before the decision",
             )  # fmt: skip
-            pia = PrivacyImpactAssessment.model_validate(row.pia)
             pc = PriorConsultation.model_validate(consultation.model_dump())
-            row.pia = pia.model_copy(update={"prior_consultation": pc}).model_dump(mode="json")
+            if row.status == "draft":  # a draft's PIA may not be complete yet
+                row.pia = {**(row.pia or {}), "prior_consultation": pc.model_dump(mode="json")}
+            else:
+                pia = PrivacyImpactAssessment.model_validate(row.pia)
+                updated = pia.model_copy(update={"prior_consultation": pc})
+                row.pia = updated.model_dump(mode="json")
             row.ico_consulted_on = datetime.combine(pc.consulted_on, time(0), UTC)
             row.updated_at = now
             await self.records.audit(

@@ -25,6 +25,7 @@ __all__ = [
     "AckView",
     "CommandView",
     "command_state",
+    "command_view",
     "recent_commands",
     "record_ack",
     "unmatched_acks",
@@ -143,6 +144,26 @@ async def recent_commands(
         .scalars()
         .all()
     )
+    return await _views(session, unit_id, commands, now)
+
+
+async def command_view(
+    session: AsyncSession, unit_id: str, command_id: str, *, now: datetime
+) -> CommandView | None:
+    """One command sent to the unit, with the unit's answers (None: no such command)."""
+    command = await session.scalar(
+        select(CommandRecord).where(
+            CommandRecord.unit_id == unit_id, CommandRecord.command_id == command_id
+        )
+    )
+    if command is None:
+        return None
+    return (await _views(session, unit_id, [command], now))[0]
+
+
+async def _views(
+    session: AsyncSession, unit_id: str, commands: list[CommandRecord], now: datetime
+) -> list[CommandView]:
     acks: dict[str, list[AckView]] = {}
     if commands:
         rows = await session.execute(

@@ -18,6 +18,7 @@ __all__ = [
     "latest_selftest_of",
     "latest_selftests",
     "power_since",
+    "selftest_answering",
     "selftest_requests",
 ]
 
@@ -54,6 +55,19 @@ async def latest_selftest_of(
     for row in rows.scalars():
         latest[row.unit_id] = row
     return latest
+
+
+async def selftest_answering(
+    session: AsyncSession, unit_id: str, command_id: str
+) -> SelfTestRecord | None:
+    """The report the unit sent in answer to the self-test command `command_id`, if any."""
+    query = (
+        select(SelfTestRecord)
+        .where(SelfTestRecord.unit_id == unit_id, SelfTestRecord.command_id == command_id)
+        .order_by(SelfTestRecord.finished_at.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).scalars().first()
 
 
 async def latest_power(session: AsyncSession, unit_id: str, *, limit: int) -> list[PowerReading]:

@@ -27,6 +27,7 @@ from controller.callouts import CalloutBatch, CalloutService, Notifier
 from controller.config import ControllerSettings
 from controller.fleet.rollup import rollup_counts
 from controller.fleet.state import set_online
+from controller.localtime import when as local_when
 from controller.metrics import ControllerMetrics
 from controller.store.base import Database, utcnow
 from controller.store.fleet import Unit, UnitFault, UnitStatus
@@ -136,7 +137,7 @@ class FleetJobs:
                     FaultCode.UNIT_OFFLINE,
                     at=now,
                     origin="controller",
-                    detail=f"offline since {since:%Y-%m-%d %H:%M:%S} UTC "
+                    detail=f"offline since {local_when(since, self.settings.zone)} "
                     f"({status.online_reason or 'no reason given'})",
                     batch=batch,
                 )
@@ -157,7 +158,8 @@ class FleetJobs:
                     FaultCode.SELFTEST_OVERDUE,
                     at=now,
                     origin="controller",
-                    detail=f"no passing function check since {last:%Y-%m-%d %H:%M} UTC",
+                    detail="no passing function check since "
+                    f"{local_when(last, self.settings.zone)}",
                     batch=batch,
                 )
                 overdue.append(unit.unit_id)

@@ -23,7 +23,9 @@ async def unit_in_scope(session: AsyncSession, unit_id: str, contractor: str | N
     return unit
 
 
-async def units_in_service(session: AsyncSession) -> list[Unit]:
-    """Every unit not retired, by id."""
+async def units_in_service(session: AsyncSession, *, limit: int | None = None) -> list[Unit]:
+    """Every unit not retired, by id (the first `limit` only, when given)."""
     query = select(Unit).where(Unit.retired_at.is_(None)).order_by(Unit.unit_id)
+    if limit is not None:
+        query = query.limit(limit)
     return list((await session.execute(query)).scalars())

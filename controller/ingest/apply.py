@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controller.callouts import CalloutBatch, CalloutService
+from controller.fleet.selftests import read_report
 from controller.fleet.state import apply_heartbeat, set_online
 from controller.store.fleet import PowerReading, SelfTestRecord, Unit
 from controller.store.live_status import LiveStatus
@@ -157,7 +158,7 @@ async def apply_message(
     if isinstance(message, PowerStatus):
         _power(session, status, message, newest)
     elif isinstance(message, SelfTestReport):
-        await _selftest(session, context, status, message, received_at)
+        await _selftest(session, context, unit, status, message, received_at)
     elif isinstance(message, Event):
         if unit is None:  # loaded by ingest for every unit with events; a fallback
             unit = await session.get(Unit, status.unit_id)
@@ -226,6 +227,7 @@ def _power(session: AsyncSession, status: LiveStatus, message: PowerStatus, newe
 async def _selftest(
     session: AsyncSession,
     context: BatchContext,
+    unit: Unit | None,
     status: LiveStatus,
     message: SelfTestReport,
     at: datetime,
@@ -244,6 +246,16 @@ async def _selftest(
         return
     else:
         known.add(key)
+    # Kept as the control room reads it: not-assessed checks count only where required.
+    if unit is None:
+        unit = await session.get(Unit, status.unit_id)
+    required = (
+        context.callouts.settings.required_checks(unit.contractor, unit.site)
+        if unit is not None
+        else frozenset()
+    )
+    checks = [c.model_dump(mode="json") for c in message.checks]
+    verdict = read_report(checks, required).verdict
     record = SelfTestRecord(
         unit_id=status.unit_id,
         report_id=message.report_id,
@@ -251,16 +263,16 @@ async def _selftest(
         command_id=message.command_id,
         started_at=message.started_at,
         finished_at=message.finished_at,
-        verdict=message.verdict,
-        checks=[c.model_dump(mode="json") for c in message.checks],
+        verdict=verdict,
+        checks=checks,
         received_at=at,
     )
     session.add(record)
     if status.last_selftest_at is None or message.finished_at >= status.last_selftest_at:
         status.last_selftest_at = message.finished_at
-        status.last_selftest_verdict = message.verdict
+        status.last_selftest_verdict = verdict
         status.last_selftest_id = message.report_id
-    if message.verdict in PASSING:
+    if verdict in PASSING:
         if status.last_pass_at is None or message.finished_at > status.last_pass_at:
             status.last_pass_at = message.finished_at
         await context.callouts.faults.fault_cleared(

@@ -127,7 +127,7 @@ def _clean(value: Any) -> Any:
 
 
 def _decode(payload: bytes) -> Message:
-    if any(escape in payload for escape in _UNSTORABLE_ESCAPES):
+    if b"\\u" in payload and any(escape in payload for escape in _UNSTORABLE_ESCAPES):
         try:
             document = json.loads(payload)
         except (ValueError, RecursionError):

@@ -58,13 +58,18 @@ from controller.metrics import ControllerMetrics
 from controller.store.base import Database, is_unavailable, utcnow
 from controller.store.fleet import SeqGap, Unit
 from controller.store.live_status import LiveStatus, load_statuses, write_statuses
-from protocol.messages import Event
+from protocol.messages import Event, SelfTestReport
 
 __all__ = ["Handler", "Ingest", "Received"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: A received message waiting for its batch: topic, payload, time of receipt and the
+#: fields of its `Delivery` (None: not from the broker). A tuple of plain values, which
+#: the garbage collector stops tracking: a backlog of tens of thousands waiting costs no
+#: collection time. Its `Received` is made when its batch is taken.
+_Waiting = tuple[str, bytes, datetime, tuple[object, ...] | None]
 _IN_CHUNK = 500
 #: Waits between attempts while the database is unavailable: full jitter from
 #: RETRY_FLOOR_S, doubling from RETRY_BASE_S up to RETRY_CAP_S.
@@ -107,7 +112,7 @@ class Ingest:
         self.acknowledge = acknowledge
         self.lag_observers: list[Callable[[Sequence[float]], None]] = []
         self._sequencer = Sequencer(metrics)
-        self._pending: list[Received] = []
+        self._pending: list[_Waiting] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -124,7 +129,7 @@ class Ingest:
     # -- intake (called from the broker link's receive path: must not block) -------------
 
     def submit(self, delivery: Delivery) -> None:
-        self._pending.append(Received(delivery.topic, delivery.payload, self._now(), delivery))
+        self._pending.append((delivery.topic, delivery.payload, self._now(), tuple(delivery)))
         self._woken()
 
     def _now(self) -> datetime:
@@ -137,7 +142,7 @@ class Ingest:
 
     def submit_raw(self, topic: str, payload: bytes, received_at: datetime | None = None) -> None:
         """A message that did not come from the broker (nothing to acknowledge)."""
-        self._pending.append(Received(topic, payload, received_at or utcnow()))
+        self._pending.append((topic, payload, received_at or utcnow(), None))
         self._woken()
 
     def _woken(self) -> None:
@@ -168,10 +173,11 @@ class Ingest:
             await self._wake.wait()
             if len(self._pending) < settings.batch_max:
                 await asyncio.sleep(interval)  # let a batch gather
-            batch, self._pending = (
-                self._pending[: settings.batch_max],
-                self._pending[settings.batch_max :],
-            )
+            batch = [
+                Received(topic, payload, at, None if fields is None else Delivery._make(fields))
+                for topic, payload, at, fields in self._pending[: settings.batch_max]
+            ]
+            del self._pending[: settings.batch_max]
             if not self._pending:
                 self._wake.clear()
             if batch:
@@ -317,8 +323,10 @@ class Ingest:
         unit_ids = sorted({a.unit_id for a in accepted})
         statuses = await load_statuses(session, unit_ids, registered_at=utcnow())
         gaps = await _gaps(session, _gaps_needed(accepted, statuses))
-        events = sorted({a.unit_id for a in accepted if isinstance(a.message, Event)})
-        units = await _units(session, events)
+        units = await _units(
+            session,
+            sorted({a.unit_id for a in accepted if isinstance(a.message, Event | SelfTestReport)}),
+        )
         context = await BatchContext.load(
             session,
             self.callouts,
@@ -390,7 +398,8 @@ async def _gaps(session: AsyncSession, unit_ids: list[str]) -> dict[str, list[Se
 
 
 async def _units(session: AsyncSession, unit_ids: list[str]) -> dict[str, Unit]:
-    """The inventory rows of units with events (their callouts need the contractor)."""
+    """The inventory rows of units with events (their callouts need the contractor) or
+    self-test reports (which checks their contract requires), read together."""
     units: dict[str, Unit] = {}
     for i in range(0, len(unit_ids), _IN_CHUNK):
         found = await session.execute(

@@ -42,17 +42,16 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-import paho.mqtt.client as mqtt
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from controller.backoff import full_jitter
 from controller.config import BrokerSettings, ControllerSettings
 from controller.errors import ConfigError, LinkError, LinkRefused
-from controller.link.connection import Connection
+from controller.link.connection import Connection, OnMessage
 from controller.metrics import ControllerMetrics
 from protocol.messages import Envelope, channel_for, encode
 from protocol.signing import Signer, load_private_key
@@ -69,8 +68,7 @@ PUBLISH_TIMEOUT_S = 10.0
 DEFAULT_RECEIVE_MAXIMUM = 10_000
 
 
-@dataclass(slots=True, frozen=True)
-class Delivery:
+class Delivery(NamedTuple):
     """One message received from the broker, not yet acknowledged."""
 
     topic: str
@@ -238,21 +236,11 @@ class ControllerLink:
             log.info("broker reconnect in %.1f s", delay)
             await asyncio.sleep(delay)
 
-    def _receiver(
-        self, number: int, on_message: Callable[[Delivery], None]
-    ) -> Callable[[mqtt.MQTTMessage], None]:
-        def received(message: mqtt.MQTTMessage) -> None:
-            try:
-                topic = message.topic
-            except UnicodeDecodeError:  # the broker checks topics are UTF-8; just in case
-                topic = message._topic.decode("utf-8", "backslashreplace")
-            if message.qos:
+    def _receiver(self, number: int, on_message: Callable[[Delivery], None]) -> OnMessage:
+        def received(topic: str, payload: bytes, retain: bool, mid: int, qos: int) -> None:
+            if qos:
                 self._unacked += 1
-            on_message(
-                Delivery(
-                    topic, bytes(message.payload), message.retain, message.mid, message.qos, number
-                )
-            )
+            on_message(Delivery(topic, payload, retain, mid, qos, number))
 
         return received
 

@@ -4,14 +4,26 @@ Why paho directly rather than aiomqtt: the controller acknowledges each message 
 after the database has committed it (`manual_ack`, `Client.ack`), which aiomqtt does not
 expose. paho runs here without a thread, the way Home Assistant's MQTT integration runs
 it: paho's socket callbacks register the socket with the loop (`add_reader`, and
-`add_writer` while it has bytes to send), the loop calls `loop_read` / `loop_write`, and
-a small task calls `loop_misc` every second (keepalive). Only the blocking part of
-`connect()` (TCP connect and TLS handshake, bounded by paho's `connect_timeout`) runs in
-a worker thread.
+`add_writer` while it has bytes to send), the loop reads the socket and calls
+`loop_write`, and a small task calls `loop_misc` every second (keepalive). Only the
+blocking part of `connect()` (TCP connect and TLS handshake, bounded by paho's
+`connect_timeout`) runs in a worker thread.
+
+Reading (`_readable`) takes whatever the socket holds in large reads, not paho's one
+to three reads per packet. Each complete PUBLISH at QoS 0 or 1, nearly all of what the
+controller receives, is unpacked here and handed straight to `on_message` as
+(topic, payload, retain, packet id, QoS): paho would build a message object, parse its
+properties (none of which the controller reads) and take three locks for each. Every
+other packet (CONNACK, SUBACK, PUBACK, PINGRESP, DISCONNECT, a QoS 2 or unusual
+PUBLISH) goes to paho's own reader, which reads it from the same buffer. (This leans
+on paho-mqtt 2.x internals, pinned <3 in pyproject.toml: `_packet_read` and the
+`_sock_recv` it reads through, `_loop_rc_handle`, `_packet_queue`, the keepalive clock
+`_last_bytes_received`.)
 
     connection = Connection(number=1, settings=..., tls=..., client_id=..., ...)
     session_present = await connection.open()          # CONNACK, or raises
     await connection.subscribe(topic)                  # SUBACK, or raises
+    # on_message(topic, payload, retain, mid, qos) for each message received
     await connection.publish(topic, payload, retain)   # PUBACK, or raises LinkError
     connection.ack([mid, ...])                         # PUBACKs for received messages
     reason = await connection.closed                   # why it ended
@@ -29,6 +41,7 @@ import logging
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,8 +61,15 @@ log = logging.getLogger(__name__)
 
 #: How often paho's housekeeping (keepalive ping, ping timeout) runs.
 MISC_INTERVAL_S = 1.0
-#: Packets read per wake-up at most before the loop serves others (the rest next turn).
-READ_BURST = 500
+#: Bytes taken from the socket per wake-up at most before the loop serves others (the
+#: rest next turn): some hundreds of heartbeats.
+READ_BYTES = 128 * 1024
+#: Asked for per read (TLS returns at most one record, 16 KiB, per call).
+RECV_BYTES = 64 * 1024
+#: The fixed header's packet type of a PUBLISH (MQTT 5 section 3.3.1).
+_PUBLISH = 3
+#: What each received message is handed to: topic, payload, retain, packet id, QoS.
+OnMessage = Callable[[str, bytes, bool, int, int], None]
 #: A PUBACK: packet type, remaining length 2, packet id.
 _PUBACK = struct.Struct("!BBH")
 #: Outgoing QoS 1 messages in flight at once (commands and authorizations).
@@ -69,7 +89,7 @@ class Connection:
         connect_timeout_s: float,
         session_expiry_s: int,
         receive_maximum: int,
-        on_message: Callable[[mqtt.MQTTMessage], None],
+        on_message: OnMessage,
     ) -> None:
         self.number = number
         self.host, self.port = host, port
@@ -85,6 +105,9 @@ class Connection:
         self._subacks: dict[int, asyncio.Future[list[ReasonCode]]] = {}
         self._pubacks: dict[int, asyncio.Future[ReasonCode]] = {}
         self._sock: Any = None
+        #: Bytes read from the socket and not yet handled (at most part of one packet
+        #: between wake-ups).
+        self._inbox = bytearray()
         self._writing = False
         self._misc: asyncio.Task[None] | None = None
         self._tls_errors: list[str] = []
@@ -109,6 +132,8 @@ class Connection:
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
         client.on_socket_unregister_write = self._on_unregister_write
+        # paho's packet reader reads what `_readable` has taken from the socket.
+        client._sock_recv = self._from_inbox  # type: ignore[method-assign]
         # While connecting only: paho logs a TLS alert that arrives on the first read
         # (TLS 1.3 refuses a client certificate after the handshake) and nothing else
         # tells it apart from a network fault. Off afterwards: paho formats a log line
@@ -250,8 +275,14 @@ class Connection:
         self.client._packet_queue(mqtt.PUBACK, packet, 0, 0)
 
     def _deliver(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """A message paho read itself (see `_unpack`)."""
         try:
-            self._on_message(message)
+            topic = message.topic
+        except UnicodeDecodeError:  # the broker checks topics are UTF-8; just in case
+            topic = message._topic.decode("utf-8", "backslashreplace")
+        try:
+            payload = bytes(message.payload)
+            self._on_message(topic, payload, message.retain, message.mid, message.qos)
         except Exception:  # an exception here would end up in paho's read loop
             log.exception("received message handler failed (mid %s)", message.mid)
 
@@ -361,25 +392,115 @@ class Connection:
             self._loop.remove_writer(sock)
 
     def _readable(self) -> None:
-        """Read packets until the socket has no more (or READ_BURST, then yield).
+        """Take what the socket holds (up to READ_BYTES, then yield: the rest next turn)
+        and handle every complete packet in it (`_unpack`).
 
-        paho's public `loop_read` reads one packet per call when nothing of ours is in
-        flight and does not say whether more is waiting, so a backlog would cost one
-        event-loop turn per message. Its `_packet_read` (what `loop_read` calls) returns
-        MQTT_ERR_AGAIN once the socket would block, and `_loop_rc_handle` is what
-        `loop_read` does with an error: the same two steps, repeated. (paho-mqtt 2.x,
-        pinned <3 in pyproject.toml.)"""
-        client = self.client
-        for _ in range(READ_BURST):
-            if self._sock is None:
+        A TLS socket can hold decrypted bytes the selector does not see, so it is read
+        until it would block, not once per wake-up. A read error is what paho's reader
+        makes of one (logged as paho does: `open` looks there for a TLS alert), after
+        the packets read before it are handled: a DISCONNECT saying why comes first."""
+        sock = self._sock
+        if sock is None:
+            return
+        client, inbox = self.client, self._inbox
+        had, more, lost = len(inbox), False, False
+        try:
+            while True:
+                data = sock.recv(RECV_BYTES)
+                if not data:
+                    lost = True
+                    break
+                inbox += data
+                if len(inbox) - had >= READ_BYTES:
+                    more = True
+                    break
+        except (ssl.SSLWantReadError, BlockingIOError):
+            pass
+        except ssl.SSLWantWriteError:
+            client._call_socket_register_write()
+        except OSError as exc:
+            client._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", exc)
+            lost = True
+        if len(inbox) > had:
+            with client._msgtime_mutex:
+                client._last_bytes_received = time.monotonic()
+        self._unpack()
+        if self._sock is None:
+            return
+        if lost:
+            client._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        elif more:
+            self._loop.call_soon(self._readable)
+
+    def _unpack(self) -> None:
+        """Handle each complete packet in the inbox, in order; leave a partial one there.
+
+        A PUBLISH at QoS 0 or 1 (MQTT 5 section 3.3): the fixed header, the remaining
+        length (1-4 bytes, 7 bits each, least significant first), the topic (2-byte
+        length, UTF-8), the packet id (2 bytes, QoS 1 only), the properties (their
+        length, then the properties, skipped) and the payload (the rest). Anything else,
+        or a PUBLISH that does not add up, is read by paho from the front of the inbox
+        (`_packet_read`, which then also says what is wrong with it)."""
+        inbox, deliver, client = self._inbox, self._on_message, self.client
+        pos, end = 0, len(inbox)
+        while pos < end:
+            first = inbox[pos]
+            size, shift, at = 0, 0, pos + 1
+            while at < end:
+                byte = inbox[at]
+                at += 1
+                size |= (byte & 0x7F) << shift
+                shift += 7
+                if byte < 0x80 or shift == 28:
+                    break
+            else:
+                break  # the remaining length is still on its way
+            if byte >= 0x80:  # a fifth length byte: a protocol error, as paho says too
+                inbox.clear()
+                client._loop_rc_handle(MQTTErrorCode.MQTT_ERR_PROTOCOL)
                 return
+            stop = at + size
+            if stop > end:
+                break  # the rest of the packet is still on its way
+            qos = (first >> 1) & 3
+            if first >> 4 == _PUBLISH and qos < 2:
+                topic_end = at + 2 + (inbox[at] << 8 | inbox[at + 1]) if size >= 2 else at
+                props = topic_end + 2 * qos  # where the properties' length is
+                if at + 2 < topic_end and props < stop and inbox[props] < 0x80:
+                    start = props + 1 + inbox[props]
+                    if start <= stop:
+                        raw = bytes(inbox[at + 2 : topic_end])
+                        try:
+                            topic = raw.decode()
+                        except UnicodeDecodeError:  # the broker checks topics are UTF-8
+                            topic = raw.decode("utf-8", "backslashreplace")
+                        mid = inbox[topic_end] << 8 | inbox[topic_end + 1] if qos else 0
+                        try:
+                            deliver(topic, bytes(inbox[start:stop]), bool(first & 1), mid, qos)
+                        except Exception:
+                            log.exception("received message handler failed (mid %s)", mid)
+                        pos = stop
+                        continue
+            del inbox[:pos]
             rc = client._packet_read()
-            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+            if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+                inbox.clear()
+                client._loop_rc_handle(rc)  # what paho's loop_read does with it
                 return
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                client._loop_rc_handle(rc)
+            if self._sock is None:  # paho closed it (a DISCONNECT)
+                inbox.clear()
                 return
-        self._loop.call_soon(self._readable)
+            pos, end = 0, len(inbox)
+        del inbox[:pos]
+
+    def _from_inbox(self, bufsize: int) -> bytes:
+        """paho's socket read (`Client._sock_recv`), served from the inbox."""
+        inbox = self._inbox
+        if not inbox:
+            raise BlockingIOError
+        data = bytes(inbox[:bufsize])
+        del inbox[:bufsize]
+        return data
 
     def _writable(self) -> None:
         self.client.loop_write()

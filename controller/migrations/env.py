@@ -22,6 +22,7 @@ from controller.store import (  # noqa: F401
     fleet,
     reports,
     server_keys,
+    snapshots,
     users,
 )
 from controller.store.base import Base

@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 from markupsafe import Markup
 
-from controller.pages.templating import macro
+from controller import localtime
+from controller.pages.templating import macro, page_zone
 
 __all__ = ["PowerChart", "PowerPoint", "battery_periods", "power_chart", "power_chart_geometry"]
 
@@ -122,11 +123,16 @@ def power_chart_geometry(
     if before:  # the state at the window's start carries in from the last earlier reading
         shown.insert(0, PowerPoint(start, before[-1].on_battery, before[-1].charge_pct))
     periods = battery_periods(shown, end)
+    zone = page_zone()
     label = (
-        f"Battery charge from {start:%d %b %H:%M} to {end:%d %b %H:%M} UTC; "
+        f"Battery charge from {localtime.when(start, zone)} to {localtime.when(end, zone)}; "
         f"{len(periods)} period(s) on battery"
     )
     long_span = end - start > timedelta(days=2)
+
+    def local(at: datetime) -> datetime:
+        return localtime.local(at, zone)
+
     charged = [p for p in shown if p.charge_pct is not None]
     line = [(x(p.at), y(p.charge_pct or 0.0)) for p in charged]
     if line:
@@ -144,7 +150,7 @@ def power_chart_geometry(
         ),
         grid=tuple((y(pct), pct) for pct in (0, 25, 50, 75, 100)),
         ticks=tuple(
-            (x(tick), f"{tick:%d %b}" if long_span else f"{tick:%H:%M}")
+            (x(tick), f"{local(tick):%d %b}" if long_span else f"{local(tick):%H:%M}")
             for tick in _ticks(start, end)
         ),
         line=tuple(line),

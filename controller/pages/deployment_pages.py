@@ -1,12 +1,14 @@
-"""Deployments gated on their PIA: the manager's queue and decisions, the operator's request
-form (every PIA section, privacy masks drawn on the reference frame), locations and their
-history. A contractor reaches none of these pages."""
+"""Deployments gated on their PIA: the manager's queue, a deployment with its assessment and
+the manager's decision after it (approval asks the manager to confirm they have read the
+assessment), the steps open to each role, locations and their history. The request and
+its PIA are filled in step by step (`pia_steps`). A contractor reaches none of these
+pages."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -16,22 +18,21 @@ from controller.api.auth import Permission, User, allow
 from controller.api.deployment_routes import workflow_for
 from controller.deployments import listing
 from controller.deployments import locations as loc
-from controller.deployments.errors import DeploymentError
+from controller.deployments.drafts import problems, revisions
+from controller.deployments.errors import DeploymentError, IncompleteRequest
 from controller.deployments.models import (
     ApproveRequest,
-    DeploymentRequest,
     LocationIn,
     PriorConsultationRequest,
 )
-from controller.deployments.pia import PrivacyImpactAssessment, ProtectedCharacteristic
-from controller.errors import ControllerError, sentence
-from controller.fleet.units import units_in_service
+from controller.deployments.pia import PrivacyImpactAssessment
+from controller.errors import sentence
 from controller.pages.form_data import coerce, field_errors, form_tree
 from controller.pages.forms import model_form
+from controller.pages.pia_steps import step_states
 from controller.pages.pia_view import model_view
 from controller.pages.render import PageRoute, page
-from controller.store.deployments import LocationRow
-from controller.store.fleet import Unit
+from controller.pages.snapshot_pages import frame_shown
 
 __all__ = ["router"]
 
@@ -39,9 +40,9 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 Reader = Annotated[User, Depends(allow(Permission.VIEW_DEPLOYMENTS))]
 Requester = Annotated[User, Depends(allow(Permission.REQUEST_DEPLOYMENTS))]
-PREFIX = "d"
 DONE = {
     "created": "Draft {ref} saved.",
+    "saved": "Draft {ref} saved: continue it from here whenever you are ready.",
     "submitted": "Deployment {ref} submitted for a manager's decision.",
     "approved": "Deployment {ref} approved: the signed authorization has been sent to the unit.",
     "rejected": "Deployment {ref} rejected.",
@@ -61,96 +62,6 @@ def _notice(request: Request) -> str | None:
 
 def _back(path: str, done: str, ref: str) -> RedirectResponse:
     return RedirectResponse(f"{path}?{urlencode({'done': done, 'ref': ref})}", status_code=303)
-
-
-# ------------------------------------------------------------------ request and PIA
-
-
-async def _choices(request: Request) -> tuple[list[Unit], list[LocationRow]]:
-    async with request.app.state.db.session() as session:
-        units = await units_in_service(session)
-    return units, await loc.list_locations(workflow_for(request))
-
-
-def _new_values(unit_id: str | None) -> dict[str, Any]:
-    return {
-        "unit_id": unit_id or "",
-        "pia": {
-            "equality": [
-                {"characteristic": c.value, "impact": "none"} for c in ProtectedCharacteristic
-            ]
-        },
-    }
-
-
-async def _request_page(
-    request: Request,
-    user: User,
-    *,
-    values: dict[str, Any],
-    errors: dict[str, str] | None = None,
-    status_code: int = 200,
-    deployment_id: str | None = None,
-) -> HTMLResponse:
-    units, places = await _choices(request)
-    unit_id = str(values.get("unit_id") or "")
-    frame = f"/units/{quote(unit_id)}/reference-frame" if unit_id else None
-    choices = {
-        f"{PREFIX}.unit_id": [(u.unit_id, f"{u.unit_id} ({u.site or 'no site'})") for u in units],
-        f"{PREFIX}.location_id": [(str(p.id), p.name) for p in places],
-    }
-    return page(
-        request,
-        "deployment_form.html",
-        user,
-        title="Raise a deployment request" if deployment_id is None else "Edit the request",
-        section="deployments",
-        status_code=status_code,
-        form_html=model_form(
-            DeploymentRequest,
-            values=values,
-            prefix=PREFIX,
-            errors=errors or {},
-            mask_image=frame,
-            choices=choices,
-            frame_source=(f"{PREFIX}.unit_id", "/units/{unit}/reference-frame"),
-        ),
-        errors=errors or {},
-        has_locations=bool(places),
-        deployment_id=deployment_id,
-    )
-
-
-@router.get("/deployments/new", response_class=HTMLResponse)
-async def new_request(request: Request, user: Requester, unit: str | None = None) -> HTMLResponse:
-    return await _request_page(request, user, values=_new_values(unit))
-
-
-@router.post("/deployments/new")
-async def create_request(request: Request, user: Requester) -> Response:
-    form = await _form(request)
-    data = coerce(DeploymentRequest, form_tree(form.items(), prefix=PREFIX))
-    try:
-        body = DeploymentRequest.model_validate(data)
-    except ValidationError as exc:
-        errors = field_errors(exc, prefix=PREFIX)
-        return await _request_page(request, user, values=data, errors=errors, status_code=422)
-    flow = workflow_for(request)
-    try:
-        row = await flow.create(user, body)
-    except DeploymentError as exc:
-        return await _request_page(
-            request, user, values=data, errors={PREFIX: sentence(exc)}, status_code=409
-        )
-    if form.get("then") == "submit":
-        try:
-            await flow.submit(user, row.id)
-        except ControllerError as exc:
-            raise HTTPException(
-                409, f"Draft {row.id} was saved but not submitted: {sentence(exc)}"
-            ) from exc
-        return _back(f"/deployments/{row.id}", "submitted", row.id)
-    return _back(f"/deployments/{row.id}", "created", row.id)
 
 
 # --------------------------------------------------------------------------- the queue
@@ -177,24 +88,68 @@ async def deployments(request: Request, user: Reader) -> HTMLResponse:
 
 @router.get("/deployments/{deployment_id}", response_class=HTMLResponse)
 async def deployment(request: Request, deployment_id: str, user: Reader) -> HTMLResponse:
-    async with request.app.state.db.session() as session:
+    return await _deployment_page(request, user, deployment_id)
+
+
+#: The decision forms' fields, as the page names them (errors are shown beside them).
+REASON_FIELDS = {
+    "reject": "reject-reason",
+    "revoke": "revoke-reason",
+    "end": "end-reason",
+    "not_deploy": "nd-reason",
+}
+READ_FIELD = "assessment-read"
+
+
+async def _deployment_page(
+    request: Request,
+    user: User,
+    deployment_id: str,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """A deployment: its dates and decisions, its PIA (a draft: how far it has got), the
+    steps open to `user`, and the manager's decision after the assessment."""
+    db = request.app.state.db
+    async with db.session() as session:
         row, location, line = await listing.deployment_with_location(session, deployment_id)
-    pia = PrivacyImpactAssessment.model_validate(row.pia)
+        draft = row.status == "draft"
+        pia = None if draft else PrivacyImpactAssessment.model_validate(row.pia)
+        sha = (row.pia or {}).get("reference_frame") if pia is None else pia.reference_frame
+        frame = await frame_shown(session, row.unit_id, sha if isinstance(sha, str) else None, user)
+        overlaps: list[listing.DeploymentLine] = []
+        if row.status in listing.PENDING_OR_LIVE:
+            overlaps = await listing.overlapping(
+                session, row.unit_id, row.planned_start, row.planned_end, excluding=row.id
+            )
+    found = problems(row) if draft else {}
     return page(
         request,
         "deployment.html",
         user,
         title=f"Deployment {deployment_id}",
         section="deployments",
+        status_code=status_code,
         notice=_notice(request),
         d=row,
         line=line,
         location=location,
         pia=pia,
-        pia_html=model_view(pia),
-        needs_consultation=pia.residual_risk.value == "high" and pia.prior_consultation is None,
+        pia_html=None if pia is None else model_view(pia, frame=frame),
+        frame=frame,
+        needs_consultation=pia is not None
+        and pia.residual_risk.value == "high"
+        and pia.prior_consultation is None,
         consultation_form=model_form(PriorConsultationRequest, prefix="ico"),
         independent=user.username not in (row.created_by, row.submitted_by),
+        steps=step_states(row, found) if draft else [],
+        unfinished=len(found),
+        overlaps=overlaps,
+        revised=await revisions(db, row.id),
+        errors=errors or {},
+        values=values or {},
     )
 
 
@@ -207,24 +162,38 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 @router.post("/deployments/{deployment_id}/{decision}")
-async def decide(
-    request: Request, deployment_id: str, decision: str, user: Requester
-) -> RedirectResponse:
+async def decide(request: Request, deployment_id: str, decision: str, user: Requester) -> Response:
     flow = workflow_for(request)
     form = await _form(request)
     reason = form.get("reason", "").strip()
     target = f"/deployments/{deployment_id}"
-    needs_reason = {"reject", "revoke", "end", "not_deploy"}
-    if decision in needs_reason and len(reason) < 3:
-        raise HTTPException(422, "Give the reason for this decision: it is recorded and audited.")
+    if decision in REASON_FIELDS and len(reason) < 3:
+        field = REASON_FIELDS[decision]
+        return await _deployment_page(
+            request, user, deployment_id, status_code=422, values={field: reason},
+            errors={field: "Give the reason for this decision: it is recorded and audited."},
+        )  # fmt: skip
     try:
         if decision == "submit":
-            await flow.submit(user, deployment_id)
+            try:
+                await flow.submit(user, deployment_id)
+            except IncompleteRequest:
+                return RedirectResponse(f"{target}/steps/review", status_code=303)
             return _back(target, "submitted", deployment_id)
         if decision == "approve":
-            review = form.get("review_by") or None
+            notes = form.get("notes", "").strip()
+            if form.get("assessment_read") != "yes":
+                return await _deployment_page(
+                    request, user, deployment_id, status_code=422, values={"notes": notes},
+                    errors={READ_FIELD: "Confirm that you have read the assessment before "
+                            "approving it."},
+                )  # fmt: skip
             body = ApproveRequest.model_validate(
-                {"review_by": review, "notes": form.get("notes", "").strip()}
+                {
+                    "review_by": form.get("review_by") or None,
+                    "notes": notes,
+                    "assessment_read": True,
+                }
             )
             await flow.approve(user, deployment_id, body)
             return _back(target, "approved", deployment_id)
@@ -246,10 +215,10 @@ async def decide(
             await flow.record_prior_consultation(user, deployment_id, consultation)
             return _back(target, "consulted", deployment_id)
     except ValidationError as exc:
-        problems = "; ".join(
+        wrong = "; ".join(
             f"{k.split('.')[-1]}: {v}" for k, v in field_errors(exc, prefix="x").items()
         )
-        raise HTTPException(422, f"The decision could not be recorded ({problems})") from exc
+        raise HTTPException(422, f"The decision could not be recorded ({wrong})") from exc
     raise HTTPException(404, f"{decision!r} is not a step of a deployment.")
 
 

@@ -8,7 +8,9 @@ itself keeps every field on the page and lets the model's own validation speak:
 
 Field names are dotted paths (`pia.signage.erected_on`, `pia.risks.0.likelihood`); lists of
 models repeat a fieldset with an "Add another" button (listrows.js); a field whose name says
-it holds privacy masks is drawn as the mask editor (masks.js) over the reference frame.
+it holds privacy masks is drawn as the mask editor (masks.js) over the unit's reference
+picture (reference.js), and a `reference_frame` field beside it becomes the editor's hidden
+record of which picture that is (its SHA-256).
 
 This module decides what the form holds (`form_nodes`: fieldsets, repeated groups, inputs
 with their values, hints and errors); the markup is the `_forms.html` template's.
@@ -19,8 +21,8 @@ from __future__ import annotations
 import enum
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Literal, get_args, get_origin
 
@@ -43,6 +45,8 @@ __all__ = [
 
 LONG_TEXT = 200
 PLACEHOLDER_FRAME = "/static/frame-placeholder.svg"
+#: Beside a masks field: the SHA-256 of the reference picture the masks are drawn on.
+REFERENCE_FIELD = "reference_frame"
 _CHOICE_PATTERN = re.compile(r"^\^\(([\w|]+)\)\$$")
 
 Widget = Literal["checkbox", "select", "lines", "date", "datetime", "number", "text", "textarea"]
@@ -113,6 +117,9 @@ class MasksNode:
     polygons: str
     frame_field: str | None = None
     frame_url: str | None = None
+    reference_ident: str | None = None
+    reference_name: str | None = None
+    reference_value: str = ""
     kind: Literal["masks"] = "masks"
 
 
@@ -156,16 +163,39 @@ class _Builder:
     frame_source: tuple[str, str] | None = None
 
     def model(
-        self, model: type[BaseModel], values: Mapping[str, Any], path: str
+        self,
+        model: type[BaseModel],
+        values: Mapping[str, Any],
+        path: str,
+        only: Collection[str] | None = None,
     ) -> tuple[Node, ...]:
         nodes: list[Node] = []
+        masks = next(
+            (n for n, i in model.model_fields.items() if _is_masks(n, unwrap(i.annotation)[0])),
+            None,
+        )
         for name, info in model.model_fields.items():
             annotation = unwrap(info.annotation)[0]
             if info.exclude or (
                 get_origin(annotation) is Literal and len(get_args(annotation)) == 1
             ):
                 continue  # a fixed tag, not a question
-            nodes.append(self.field(name, info, values.get(name, _default(info)), f"{path}.{name}"))
+            if only is not None and name not in only:
+                continue  # asked on another step of the form
+            if name == REFERENCE_FIELD and masks is not None:
+                continue  # kept by the mask editor
+            node = self.field(name, info, values.get(name, _default(info)), f"{path}.{name}")
+            if name == masks and REFERENCE_FIELD in model.model_fields:
+                assert isinstance(node, MasksNode)
+                reference = f"{path}.{REFERENCE_FIELD}"
+                value = values.get(REFERENCE_FIELD)
+                node = replace(
+                    node,
+                    reference_ident=_ident(reference),
+                    reference_name=reference,
+                    reference_value="" if value is None else str(value),
+                )
+            nodes.append(node)
         return tuple(nodes)
 
     def field(self, name: str, info: FieldInfo, value: Any, path: str) -> Node:
@@ -290,7 +320,8 @@ class _Builder:
             hint=hint,
             error=self.errors.get(path),
             error_ident=_ident(path) + "-error",
-            image=self.mask_image or PLACEHOLDER_FRAME,
+            # Following a unit, the picture is chosen by reference.js (one audited view).
+            image=PLACEHOLDER_FRAME if frame_url else self.mask_image or PLACEHOLDER_FRAME,
             polygons=json.dumps(_masks(value)),
             frame_field=frame_field,
             frame_url=frame_url,
@@ -342,10 +373,11 @@ def form_nodes(
     mask_image: str | None = None,
     choices: Mapping[str, list[tuple[str, str]]] | None = None,
     frame_source: tuple[str, str] | None = None,
+    only: Collection[str] | None = None,
 ) -> tuple[Node, ...]:
     """What the form of `model` holds, field by field (see `model_form`)."""
     builder = _Builder(errors or {}, mask_image, 0, choices or {}, frame_source)
-    return builder.model(model, values or {}, prefix)
+    return builder.model(model, values or {}, prefix, only)
 
 
 _draw = macro("_forms.html", "model_form")
@@ -360,11 +392,13 @@ def model_form(
     mask_image: str | None = None,
     choices: Mapping[str, list[tuple[str, str]]] | None = None,
     frame_source: tuple[str, str] | None = None,
+    only: Collection[str] | None = None,
 ) -> Markup:
     """The fields of `model` as HTML (no <form> element: the page supplies it); `choices`
     turns a field (by its dotted name) into a select of (value, label) pairs;
     `frame_source` = (dotted name of the unit field, URL with {unit}) makes the mask editor
-    follow the chosen unit's reference frame."""
+    follow the chosen unit's reference frame; `only` names the fields of `model` asked for
+    (a step of a longer form; default every field)."""
     nodes = form_nodes(
         model,
         values=values,
@@ -373,5 +407,6 @@ def model_form(
         mask_image=mask_image,
         choices=choices,
         frame_source=frame_source,
+        only=only,
     )
     return _draw(nodes)

@@ -1,5 +1,7 @@
 """A stored PIA drawn for reading: every section with its label, nested lists as tables or
-blocks, computed risk levels as badges, and the privacy masks drawn over a grid.
+blocks, computed risk levels as badges, and the privacy masks drawn over the unit's
+reference picture they were drawn on (`FrameShown`; a neutral grid where the reader may not
+see it or the PIA records none).
 
 `pia_sections` decides what is shown and how each value reads; the markup is the
 `_pia.html` template's (and `_frames.html`'s for the masks).
@@ -15,10 +17,12 @@ from typing import Any, Literal, get_args, get_origin
 from markupsafe import Markup
 from pydantic import BaseModel
 
+from controller import localtime
 from controller.pages.model_fields import label_for, unwrap
-from controller.pages.templating import macro
+from controller.pages.templating import macro, page_zone
 
 __all__ = [
+    "FrameShown",
     "MaskDrawing",
     "Part",
     "Section",
@@ -30,6 +34,8 @@ __all__ = [
 ]
 
 _BADGES = {"low": "ok", "medium": "warn", "high": "fail"}
+#: The field of a PIA recording the SHA-256 of the picture its masks were drawn on.
+REFERENCE_FIELD = "reference_frame"
 #: Fields holding an enum value shown as words.
 _WORDS = frozenset({"kind", "characteristic", "source", "lawful_basis"})
 
@@ -45,15 +51,29 @@ class Shown:
 
 
 @dataclass(frozen=True, slots=True)
+class FrameShown:
+    """The reference picture a PIA's masks were drawn on (its SHA-256, recorded in the PIA):
+    `url` where the reader may see it (None: they may not, or it is not `held`; `held` None:
+    not looked up)."""
+
+    sha256: str
+    url: str | None
+    held: bool | None
+    captured_at: datetime | None = None
+    requested_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MaskDrawing:
-    """Mask polygons over a neutral grid (never the camera image); `polygons` holds the
-    SVG points and the mask's label."""
+    """Mask polygons over `picture` (its address) or, without one, a neutral grid;
+    `polygons` holds the SVG points and the mask's label."""
 
     width: int
     height: int
     columns: tuple[int, ...]
     rows: tuple[int, ...]
     polygons: tuple[tuple[str, str], ...]
+    picture: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +86,7 @@ class Part:
     kind: Literal["masks", "model", "table", "panels", "empty"]
     drawing: MaskDrawing | None = None
     mask_labels: tuple[str, ...] = ()
+    frame: FrameShown | None = None
     section: Section | None = None
     columns: tuple[str, ...] = ()
     rows: tuple[tuple[Shown, ...], ...] = ()
@@ -92,7 +113,7 @@ def _shown(name: str, value: Any) -> Shown:
     if isinstance(value, enum.Enum):
         value = value.value
     if isinstance(value, datetime):
-        return Shown("plain", value.strftime("%d %b %Y %H:%M UTC"))
+        return Shown("plain", localtime.when(value, page_zone()))
     if isinstance(value, date):
         return Shown("plain", value.strftime("%d %b %Y"))
     text = str(value)
@@ -127,21 +148,29 @@ def _flat(model: type[BaseModel]) -> bool:
     return all(_item_model(model, name) is None for name in model.model_fields)
 
 
-def _section(model: type[BaseModel], value: BaseModel, level: int) -> Section:
+def _section(
+    model: type[BaseModel], value: BaseModel, level: int, frame: FrameShown | None
+) -> Section:
     facts: list[tuple[str, Shown]] = []
     parts: list[Part] = []
     heading = f"h{min(level, 4)}"
     for name in _fields(model):
         item = getattr(value, name)
         label = _label(name, model)
+        if name == REFERENCE_FIELD and "masks" in model.model_fields:
+            continue  # shown with the masks
         if name == "masks":
+            recorded = getattr(value, REFERENCE_FIELD, None)
+            if frame is None and isinstance(recorded, str) and recorded:
+                frame = FrameShown(sha256=recorded, url=None, held=None)
             parts.append(
                 Part(
                     heading,
                     label,
                     "masks",
-                    drawing=masks_drawing(item),
+                    drawing=masks_drawing(item, picture=None if frame is None else frame.url),
                     mask_labels=tuple(str(m.label) for m in item),
+                    frame=frame,
                 )
             )
             continue
@@ -149,7 +178,9 @@ def _section(model: type[BaseModel], value: BaseModel, level: int) -> Section:
         if sub is None:
             facts.append((label, _shown(name, item)))
         elif isinstance(item, BaseModel):
-            parts.append(Part(heading, label, "model", section=_section(sub, item, level + 1)))
+            parts.append(
+                Part(heading, label, "model", section=_section(sub, item, level + 1, frame))
+            )
         elif not item:
             parts.append(Part(heading, label, "empty"))
         elif _flat(sub):
@@ -169,20 +200,24 @@ def _section(model: type[BaseModel], value: BaseModel, level: int) -> Section:
                     heading,
                     label,
                     "panels",
-                    panels=tuple(_section(sub, entry, level + 1) for entry in item),
+                    panels=tuple(_section(sub, entry, level + 1, frame) for entry in item),
                 )
             )
     return Section(tuple(facts), tuple(parts))
 
 
-def pia_sections(value: BaseModel, *, level: int = 3) -> Section:
-    """What the reading view of `value` shows; `level` is the first heading's level."""
-    return _section(type(value), value, level)
+def pia_sections(value: BaseModel, *, level: int = 3, frame: FrameShown | None = None) -> Section:
+    """What the reading view of `value` shows; `level` is the first heading's level;
+    `frame` the picture its masks were drawn on."""
+    return _section(type(value), value, level, frame)
 
 
-def masks_drawing(masks: Any, *, width: int = 640, height: int = 360) -> MaskDrawing:
+def masks_drawing(
+    masks: Any, *, width: int = 640, height: int = 360, picture: str | None = None
+) -> MaskDrawing:
     """The mask polygons (models or dicts with `polygon` and `label`, coordinates as
-    fractions of the frame) scaled onto a `width` x `height` grid."""
+    fractions of the frame) scaled onto `picture` (its address) or, without one, a
+    `width` x `height` grid."""
     polygons = []
     for mask in masks or []:
         polygon = mask.polygon if hasattr(mask, "polygon") else mask.get("polygon", [])
@@ -195,6 +230,7 @@ def masks_drawing(masks: Any, *, width: int = 640, height: int = 360) -> MaskDra
         tuple(range(0, width + 1, 40)),
         tuple(range(0, height + 1, 40)),
         tuple(polygons),
+        picture,
     )
 
 
@@ -202,11 +238,15 @@ _draw_section = macro("_pia.html", "pia_view")
 _draw_masks = macro("_frames.html", "masks")
 
 
-def model_view(value: BaseModel, *, level: int = 3) -> Markup:
-    """`value` (a PIA or any section of one) as HTML for reading."""
-    return _draw_section(pia_sections(value, level=level))
+def model_view(value: BaseModel, *, level: int = 3, frame: FrameShown | None = None) -> Markup:
+    """`value` (a PIA or any section of one) as HTML for reading; `frame` is the picture
+    its masks were drawn on, as the reader may see it."""
+    return _draw_section(pia_sections(value, level=level, frame=frame))
 
 
-def masks_svg(masks: Any, *, width: int = 640, height: int = 360) -> Markup:
-    """The mask polygons over a neutral 16:9 grid (never the camera image), as inline SVG."""
-    return _draw_masks(masks_drawing(masks, width=width, height=height))
+def masks_svg(
+    masks: Any, *, width: int = 640, height: int = 360, picture: str | None = None
+) -> Markup:
+    """The mask polygons over `picture` (its address) or a neutral 16:9 grid, as inline
+    SVG."""
+    return _draw_masks(masks_drawing(masks, width=width, height=height, picture=picture))

@@ -9,12 +9,17 @@ into an HTML page with a sentence.
         return page(request, "fleet.html", user, title="Fleet", units=...)
 
 `PageRoute` catches what a page's dependencies or body raise: no session -> 303 to the login
-page (401 for a background refresh), an `HTTPException` -> its status with the detail as a
-sentence (403 is the refusal page), a `ControllerError` -> its own `status` with its message
-as a sentence (`controller.errors.sentence`), as the JSON API answers it.
+page (401 for a background refresh or a script asking for JSON), an `HTTPException` -> its
+status with the detail as a sentence (403 is the refusal page), a `ControllerError` -> its
+own `status` with its message as a sentence (`controller.errors.sentence`), as the JSON API
+answers it. A refusal links back to the item it was about (`return_paths.item_page`).
+
+A form sent after its session ended, or from a page opened before the user last signed
+in, is kept and offered back on its page after signing in (`controller.pages.resume`).
 
 Templates ask `may("view_footage")` whether the signed-in user has a permission
-(`controller.accounts.permissions`); the top bar shows the sections they may open.
+(`controller.accounts.permissions`), and `why_not("run_selftest")` for the sentence shown
+beside a button they may not use; the top bar shows the sections they may open.
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ from urllib.parse import quote
 
 from fastapi import HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
-from controller.accounts.permissions import Permission, may
-from controller.api.auth import User, csrf_token
+from controller.accounts.permissions import Permission, may, who_may
+from controller.api.auth import CsrfFailed, User, accounts_of, csrf_token
 from controller.errors import ControllerError, LinkError, sentence
+from controller.pages import resume
+from controller.pages.model_fields import label_for
+from controller.pages.return_paths import Link, item_page, section_page
 from controller.pages.templating import (
     STATIC_DIR,
     TEMPLATES_DIR,
@@ -54,6 +62,7 @@ __all__ = [
     "page",
     "refusal",
     "templates",
+    "wants_json",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,6 +122,20 @@ def _may(user: User | None) -> Callable[[str], bool]:
     return check
 
 
+def _why_not(user: User | None) -> Callable[[str], str]:
+    """The templates' `why_not(permission)`: "" when the page's user has it, else the
+    sentence shown beside the button they may not use."""
+
+    def reason(permission: str) -> str:
+        if user is None or may(user.role, permission):
+            return ""
+        role = user.role.label
+        article = "an" if role[0] in "aeiou" else "a"
+        return f"Only {who_may(permission)} may do this; you are signed in as {article} {role}."
+
+    return reason
+
+
 def page(
     request: Request,
     template: str,
@@ -130,6 +153,8 @@ def page(
         "title": title,
         "nav": nav_for(user),
         "may": _may(user),
+        "why_not": _why_not(user),
+        "pending": resume.shown_on(request, user),
         "section": section,
         "csrf_token": csrf_token(request) if user is not None else "",
         "now": datetime.now(UTC),
@@ -145,15 +170,19 @@ def page(
 
 
 def refusal(request: Request, status_code: int, message: str) -> HTMLResponse:
-    """The page shown for a refused or failed request: a heading and one sentence."""
+    """The page shown for a refused or failed request: a heading, one sentence, and a link
+    back to the item it was about (or its list, or the start page)."""
     user = _caller(request)
+    asked = request.method in ("GET", "HEAD")
     heading = {
         400: "The request cannot be carried out",
-        403: "You cannot open this page",
+        403: "You cannot open this page" if asked else "You cannot do this",
         404: "Not found",
+        405: "This address is not a page",
         409: "The request cannot be carried out",
         422: "Some values are not valid",
         429: "Too many attempts",
+        503: "Not available just now",
     }.get(status_code, "Something went wrong")
     return page(
         request,
@@ -163,7 +192,27 @@ def refusal(request: Request, status_code: int, message: str) -> HTMLResponse:
         status_code=status_code,
         heading=heading,
         message=message,
+        back=_back_link(request, user, status_code),
     )
+
+
+def _back_link(request: Request, user: User | None, status_code: int) -> Link | None:
+    """Where a refusal sends the user back to: the item the request was about, unless the
+    item itself cannot be seen (then its list); only a page the user may open."""
+    path = request.url.path
+    unseen = status_code in (403, 404)
+    for link in (item_page(path), section_page(path)):
+        if link is None or user is None or (link.href == path and unseen):
+            continue
+        if may(user.role, link.permission):
+            return link
+    return None
+
+
+def wants_json(request: Request) -> bool:
+    """A script's request (it asks for JSON and not for a page)."""
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
 
 
 def _caller(request: Request) -> User | None:
@@ -179,9 +228,54 @@ def _detail(detail: Any) -> str:
 def _validation_sentence(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors()[:3]:
-        where = " ".join(str(p) for p in error.get("loc", ()) if p not in ("query", "path", "body"))
-        parts.append(f"{where or 'a value'}: {error.get('msg', 'not valid')}")
+        names = [str(p) for p in error.get("loc", ()) if p not in ("query", "path", "body")]
+        where = label_for(names[-1]) if names else "A value"
+        message = str(error.get("msg", "not valid"))
+        parts.append(f"{where}: {message[:1].lower()}{message[1:]}")
     return "Some values are not valid (" + "; ".join(parts) + ")."
+
+
+async def _signed_out(request: Request, exc: HTTPException) -> Response:
+    """No live session: to the sign-in page (saying the session ended, when it did), then
+    back to the page; a form sent meanwhile is kept (`controller.pages.resume`)."""
+    if request.headers.get(REFRESH_HEADER):
+        return HTMLResponse(_detail(exc.detail), status_code=401)
+    if wants_json(request):
+        return JSONResponse({"detail": _detail(exc.detail)}, status_code=401)
+    session_id = request.cookies.get(accounts_of(request).settings.cookie_name)
+    owner = None
+    if session_id and session_id.isascii():
+        owner = await accounts_of(request).logins.session_owner(session_id)
+    cookie = None
+    if request.method in ("GET", "HEAD"):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    elif owner is not None and resume.keeps(request):
+        target, cookie = await resume.keep(request, owner)
+    else:
+        target = await resume.return_page(request)
+    ended = "&ended=1" if owner is not None else ""
+    response = RedirectResponse(f"/login?next={quote(target)}{ended}", status_code=303)
+    if cookie is not None:
+        resume.remember(request, response, cookie)
+    return response
+
+
+async def _stale_form(request: Request) -> Response:
+    """A form of a page opened before the user last signed in (its CSRF token is another
+    session's): offered back on its page with the current token, if it came from here."""
+    session_id = request.cookies.get(accounts_of(request).settings.cookie_name) or ""
+    user = await accounts_of(request).logins.user_for_session(session_id)
+    if user is None or not resume.keeps(request) or wants_json(request):
+        return refusal(
+            request,
+            403,
+            "This form was opened before you last signed in, so it was not sent. Reload the "
+            "page and try again.",
+        )
+    target, cookie = await resume.keep(request, user.username)
+    response = RedirectResponse(target, status_code=303)
+    resume.remember(request, response, cookie)
+    return response
 
 
 class PageRoute(APIRoute):
@@ -191,16 +285,20 @@ class PageRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def page_handler(request: Request) -> Response:
+            await resume.load(request)
+            response = await answer(request)
+            return resume.settle(request, response, _caller(request))
+
+        async def answer(request: Request) -> Response:
             try:
                 return await handler(request)
+            except CsrfFailed:
+                return await _stale_form(request)
             except HTTPException as exc:
                 if exc.status_code == 401:
-                    if request.headers.get(REFRESH_HEADER):
-                        return HTMLResponse(_detail(exc.detail), status_code=401)
-                    target = request.url.path
-                    if request.method == "GET" and request.url.query:
-                        target += "?" + request.url.query
-                    return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+                    return await _signed_out(request, exc)
+                if wants_json(request):
+                    return JSONResponse({"detail": _detail(exc.detail)}, exc.status_code)
                 response = refusal(request, exc.status_code, _detail(exc.detail))
                 for name, value in (exc.headers or {}).items():
                     response.headers[name] = value
@@ -212,6 +310,8 @@ class PageRoute(APIRoute):
                     log.error("page=%s failed", request.url.path, exc_info=exc)
                 else:
                     log.info("page=%s refused: %s", request.url.path, exc)
+                if wants_json(request):
+                    return JSONResponse({"detail": sentence(exc)}, exc.status)
                 return refusal(request, exc.status, sentence(exc))
 
         return page_handler

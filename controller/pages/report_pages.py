@@ -1,22 +1,23 @@
-"""The pages of account and oversight: KPIs over a period (with the evidence figures:
-footage released, cases by type and outcome), the audit log with the state of its hash
-chain, and the list of users."""
+"""The key performance figures over a period of whole days in the control room's zone
+(`ControllerSettings.timezone`), up to now; the availability of each unit a page at a time,
+the least available first; with the evidence figures (footage released, cases by type
+and outcome). (The audit log is `audit_pages`, the users `user_pages`.)"""
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
-from controller import audit
-from controller.accounts import Accounts
 from controller.api.auth import Permission, User, allow, contractor_scope
 from controller.evidence.case_views import CASE_TYPE_WORDS, OUTCOME_WORDS
 from controller.evidence.evidence_logs import evidence_kpis
-from controller.fleet.kpis import kpi_report
+from controller.fleet.kpis import UnitAvailability, kpi_report
+from controller.localtime import day_start, local, period_end
 from controller.pages.render import PageRoute, page
 
 __all__ = ["router"]
@@ -24,9 +25,6 @@ __all__ = ["router"]
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 KpiUser = Annotated[User, Depends(allow(Permission.VIEW_KPIS))]
-AuditUser = Annotated[User, Depends(allow(Permission.VIEW_AUDIT))]
-UsersUser = Annotated[User, Depends(allow(Permission.VIEW_USERS))]
-AUDIT_PAGE = 100
 DEFAULT_PERIOD_DAYS = 30
 
 
@@ -37,16 +35,66 @@ def _period(start: date | None, end: date | None, today: date) -> tuple[date, da
     return first, last
 
 
+#: Units in the KPI page's table of availability per unit, a page at a time.
+KPI_UNITS_PAGE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class UnitsShown:
+    """A page of the availability per unit, the least available first: `rows`, their
+    place among `total`, how many units were up throughout, the links to the pages
+    before and after."""
+
+    rows: list[UnitAvailability]
+    offset: int
+    total: int
+    up_throughout: int
+    previous: str | None
+    next: str | None
+    number: int
+    count: int
+
+
+def units_shown(units: list[UnitAvailability], number: int, first: date, last: date) -> UnitsShown:
+    ordered = sorted(units, key=lambda u: (u.availability, u.unit_id))
+    count = max(1, -(-len(ordered) // KPI_UNITS_PAGE))
+    number = min(number, count)
+    offset = (number - 1) * KPI_UNITS_PAGE
+
+    def link(to: int) -> str:
+        query = {"from": first.isoformat(), "to": last.isoformat(), "page": str(to)}
+        return "/kpis?" + urlencode(query) + "#per-unit"
+
+    return UnitsShown(
+        rows=ordered[offset : offset + KPI_UNITS_PAGE],
+        offset=offset,
+        total=len(ordered),
+        up_throughout=sum(1 for u in ordered if u.down_hours <= 0),
+        previous=link(number - 1) if number > 1 else None,
+        next=link(number + 1) if number < count else None,
+        number=number,
+        count=count,
+    )
+
+
 @router.get("/kpis", response_class=HTMLResponse)
 async def kpis(
     request: Request,
     user: KpiUser,
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to")] = None,
+    units_page: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
+    zone = request.app.state.settings.zone
     now = datetime.now(UTC)
-    first, last = _period(start, end, now.date())
-    if last < first:
+    today = local(now, zone).date()
+    first, last = _period(start, end, today)
+    error = None
+    if first > today:
+        error = "The period cannot start after today."
+    elif last < first:
+        error = "The period must end on or after the day it starts."
+    if error is not None:
         return page(
             request,
             "kpis.html",
@@ -54,15 +102,13 @@ async def kpis(
             title="KPIs",
             section="kpis",
             status_code=422,
-            error="The period must end on or after the day it starts.",
+            error=error,
             first=first,
             last=last,
             report=None,
         )
-    begin = datetime.combine(first, time(), UTC)
-    finish = min(datetime.combine(last + timedelta(days=1), time(), UTC), now)
-    if finish <= begin:
-        finish = begin + timedelta(seconds=1)
+    begin = day_start(first, zone)
+    finish = period_end(last, zone, now)
     scope = contractor_scope(user)
     async with request.app.state.db.session() as session:
         report = await kpi_report(session, begin, finish, contractor=scope)
@@ -76,52 +122,10 @@ async def kpis(
         first=first,
         last=last,
         report=report,
+        until_now=last >= today,
         error=None,
         evidence=evidence,
         evidence_types=CASE_TYPE_WORDS,
         evidence_outcomes=OUTCOME_WORDS,
+        per_unit=units_shown(report.units, units_page, first, last),
     )
-
-
-@router.get("/audit", response_class=HTMLResponse)
-async def audit_log(
-    request: Request,
-    user: AuditUser,
-    before: Annotated[int | None, Query(ge=1)] = None,
-    actor: Annotated[str | None, Query(max_length=200)] = None,
-    action: Annotated[str | None, Query(max_length=100)] = None,
-) -> HTMLResponse:
-    db = request.app.state.db
-    check = await audit.verify(db)
-    found = await audit.entries(
-        db, limit=AUDIT_PAGE, before=before, actor=actor or None, action=action or None
-    )
-    entries = [(record, _details(record.details)) for record in found.records]
-    older = found.older
-    return page(
-        request,
-        "audit.html",
-        user,
-        title="Audit log",
-        section="audit",
-        check=check,
-        entries=entries,
-        older=older,
-        actor=actor or "",
-        action=action or "",
-    )
-
-
-def _details(details: dict[str, Any]) -> list[tuple[str, str]]:
-    """Each detail as (name, text): text as it is, anything else as JSON."""
-    return [
-        (str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True)[:300])
-        for k, v in details.items()
-    ]
-
-
-@router.get("/users", response_class=HTMLResponse)
-async def users(request: Request, user: UsersUser) -> HTMLResponse:
-    accounts: Accounts = request.app.state.accounts
-    rows = await accounts.users()
-    return page(request, "users.html", user, title="Users", section="users", rows=rows)

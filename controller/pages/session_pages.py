@@ -7,18 +7,18 @@ page returned to after signing in (`next`) is only ever a path on this site (`sa
 from __future__ import annotations
 
 import logging
-import re
 from typing import Annotated
-from urllib.parse import unquote, urlsplit
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from controller.api.auth import Role, User, current_user, login, logout
+from controller.api.auth import Role, User, accounts_of, current_user, login, logout
 from controller.api.login_guard import FORM_FIELD, check_form_token, check_same_site, form_token
+from controller.pages import resume
 from controller.pages.render import STATIC_DIR, PageRoute, page
+from controller.pages.return_paths import safe_next
 
-__all__ = ["NEXT_MAX", "router", "safe_next"]
+__all__ = ["router"]
 
 log = logging.getLogger(__name__)
 
@@ -34,58 +34,6 @@ START_PAGE: dict[Role, str] = {
 }
 _STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 
-#: The longest return path kept (a longer one is dropped: the role's start page instead).
-NEXT_MAX = 512
-#: A return path as sent: "/" then RFC 3986 path, query and fragment characters only: no
-#: space, tab, newline, backslash, control or non-ASCII character anywhere.
-_NEXT = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/?%#]*")
-_DECODE_ROUNDS = 3
-
-
-def _decoded(value: str) -> str | None:
-    """`value` percent-decoded until it stops changing; None if it never settles."""
-    for _ in range(_DECODE_ROUNDS):
-        once = unquote(value)
-        if once == value:
-            return value
-        value = once
-    return None
-
-
-def _plain_path(path: str) -> bool:
-    return (
-        path.startswith("/")
-        and not path.startswith(("//", "/\\"))
-        and path.isascii()
-        and all(" " < c < "\x7f" and c != "\\" for c in path)
-    )
-
-
-def safe_next(value: str | None) -> str | None:
-    r"""`value` if it is a path on this site to return to after signing in, else None.
-
-    An allow-list, because browsers are generous readers of URLs: they drop tab and
-    newline anywhere and read "\" as "/", so `/<tab>/evil.example` or `/\evil.example`
-    leaves the site. Kept only: at most `NEXT_MAX` characters, "/" then RFC 3986 path,
-    query and fragment characters; percent-decoded (repeatedly), no control character
-    anywhere and a path part that still starts with a single "/" and holds only printable
-    ASCII without space or backslash; and neither form parses with a scheme or a host.
-    """
-    if not value or len(value) > NEXT_MAX or not _NEXT.fullmatch(value):
-        return None
-    decoded = _decoded(value)
-    if decoded is None or any(c < " " or c == "\x7f" for c in decoded):
-        return None
-    if not _plain_path(value.split("?", 1)[0].split("#", 1)[0]):
-        return None
-    if not _plain_path(decoded.split("?", 1)[0].split("#", 1)[0]):
-        return None
-    for form in (value, decoded):
-        parts = urlsplit(form)
-        if parts.scheme or parts.netloc:
-            return None
-    return value
-
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request) -> Response:
@@ -97,8 +45,14 @@ async def home(request: Request) -> Response:
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_form(request: Request, next: str | None = None) -> HTMLResponse:
-    return await _login_page(request, username="", target=safe_next(next), error=None)
+async def login_form(
+    request: Request,
+    next: Annotated[str | None, Query(max_length=2000)] = None,
+    ended: Annotated[str | None, Query(max_length=10)] = None,
+) -> HTMLResponse:
+    return await _login_page(
+        request, username="", target=safe_next(next), error=None, ended=ended == "1"
+    )
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -149,9 +103,12 @@ async def _login_page(
     target: str | None,
     error: str | None,
     status_code: int = 200,
+    ended: bool = False,
 ) -> HTMLResponse:
-    """The sign-in form (with a sentence when `error`), its token and the token's cookie."""
+    """The sign-in form (with a sentence when `error`; saying so when the user's session
+    ended, and what they were doing when it did), its token and the token's cookie."""
     form = await form_token(request)
+    kept = getattr(request.state, "pending", None)
     response = page(
         request,
         "login.html",
@@ -163,9 +120,22 @@ async def _login_page(
         error=error,
         form_field=FORM_FIELD,
         form_token=form.token,
+        ended=ended,
+        kept=kept if isinstance(kept, resume.PendingAction) else None,
+        idle=_span(accounts_of(request).settings.idle_minutes),
+        lifetime=_span(accounts_of(request).settings.session_hours * 60),
     )
     form.set_cookie(request, response)
     return response
+
+
+def _span(minutes: float) -> str:
+    """A session limit in words: "2 hours", "90 minutes", "1 hour"."""
+    whole = round(minutes)
+    if whole % 60 == 0:
+        hours = whole // 60
+        return f"{hours} hour{'' if hours == 1 else 's'}"
+    return f"{whole} minute{'' if whole == 1 else 's'}"
 
 
 @router.post("/logout")
@@ -174,6 +144,18 @@ async def logout_submit(
 ) -> RedirectResponse:
     response = RedirectResponse("/login", status_code=303)
     await logout(request, response)
+    return response
+
+
+@router.post("/resume/discard")
+async def discard_pending(
+    request: Request,
+    _user: Annotated[User, Depends(current_user)],
+    return_to: Annotated[str, Form(max_length=2000)] = "",
+) -> RedirectResponse:
+    """Drop the form kept when the session ended (`controller.pages.resume`)."""
+    response = RedirectResponse(safe_next(return_to) or "/", status_code=303)
+    resume.forget(response)
     return response
 
 

@@ -4,18 +4,33 @@ never assembled in Python.
 
     draw = macro("_charts.html", "power_chart")
     svg = draw(chart)           # Markup, escaped by the template
+
+Times: every template shows an instant with `{{ at | when }}` ("14 Jul 2026 10:21 BST"),
+a time of day with `{{ at | clock }}`, a day with `{{ at | day }}`, always in the control
+room's zone (`ControllerSettings.timezone`, given to `use_zone` when the app is built; the
+global `zone`, which imported macros see too) with the zone named.
+
+Codes: a fault code, a self-test check, a verdict, a callout state or priority is shown
+through its filter (`fault_title`, `fault_advice`, `check_title`, `verdict_words`,
+`status_words`, `priority_words`, from `controller.labels`), and a measured value with
+`{{ value | measured(unit) }}` ("not measured" where nothing was measured).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from markupsafe import Markup
 
+from controller import labels, localtime
+from controller.fleet.selftests import check_verdict
 from controller.pages.model_fields import label_for
 
 __all__ = [
@@ -30,7 +45,9 @@ __all__ = [
     "fmt_value",
     "fmt_when",
     "macro",
+    "page_zone",
     "templates",
+    "use_zone",
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -39,11 +56,51 @@ STATIC_DIR = PACKAGE_DIR / "static"
 PATH_SEPARATOR = "\u203a"
 
 
-def fmt_when(value: datetime | None, empty: str = "never") -> str:
-    """`23 Nov 2026 09:21 UTC`; `empty` for None."""
+def fmt_when(
+    value: datetime | None, empty: str = "never", zone: ZoneInfo = localtime.DEFAULT_ZONE
+) -> str:
+    """`23 Nov 2026 09:21 GMT` in `zone`; `empty` for None."""
     if value is None:
         return empty
-    return value.astimezone(UTC).strftime("%d %b %Y %H:%M UTC")
+    return localtime.when(value, zone)
+
+
+def _zone(context: Context) -> ZoneInfo:
+    found = context.get("zone")
+    return found if isinstance(found, ZoneInfo) else localtime.DEFAULT_ZONE
+
+
+@pass_context
+def _when(context: Context, value: datetime | None, empty: str = "never") -> str:
+    return fmt_when(value, empty, _zone(context))
+
+
+@pass_context
+def _clock(context: Context, value: datetime | None, empty: str = "") -> str:
+    return empty if value is None else localtime.clock(value, _zone(context))
+
+
+@pass_context
+def _day(context: Context, value: datetime | date | None, empty: str = "") -> str:
+    return empty if value is None else localtime.day(value, _zone(context))
+
+
+def _by_verdict(checks: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """A report's checks as `not_passing` (fail, warn) and `not_assessed`."""
+    grouped: dict[str, list[dict[str, Any]]] = {"not_passing": [], "not_assessed": []}
+    for check in checks:
+        verdict = check_verdict(check)
+        if verdict == "not_assessed":
+            grouped["not_assessed"].append(check)
+        elif verdict != "pass":
+            grouped["not_passing"].append(check)
+    return grouped
+
+
+def _countdown(deadline: datetime | None, now: datetime | None = None) -> str:
+    if deadline is None:
+        return ""
+    return localtime.countdown(deadline, now or datetime.now(UTC))
 
 
 def fmt_ago(value: datetime | None, now: datetime | None = None) -> str:
@@ -106,7 +163,22 @@ def fmt_field_path(path: str) -> str:
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.filters.update(
-    when=fmt_when,
+    when=_when,
+    clock=_clock,
+    day=_day,
+    countdown=_countdown,
+    fault_title=lambda code: labels.fault_label(code).title,
+    fault_advice=lambda code: labels.fault_label(code).advice,
+    check_title=lambda name: labels.check_label(name).title,
+    measured=labels.measured,
+    span=localtime.duration_words,
+    check_verdict=check_verdict,
+    by_verdict=_by_verdict,
+    verdict_words=labels.verdict_words,
+    status_words=labels.status_words,
+    event_words=labels.event_words,
+    trigger_words=labels.trigger_words,
+    priority_words=labels.priority_words,
     ago=fmt_ago,
     bytes=fmt_bytes,
     duration=fmt_duration,
@@ -116,6 +188,19 @@ templates.env.filters.update(
 )
 templates.env.trim_blocks = True
 templates.env.lstrip_blocks = True
+templates.env.globals["zone"] = localtime.DEFAULT_ZONE
+templates.env.globals.update(check_label=labels.check_label, fault_label=labels.fault_label)
+
+
+def use_zone(zone: ZoneInfo) -> None:
+    """Show every time on the pages in `zone` (the control room's, from its settings)."""
+    templates.env.globals["zone"] = zone
+
+
+def page_zone() -> ZoneInfo:
+    """The zone the pages show times in (for words made in Python)."""
+    found = templates.env.globals.get("zone")
+    return found if isinstance(found, ZoneInfo) else localtime.DEFAULT_ZONE
 
 
 def macro(template: str, name: str) -> Callable[..., Markup]:

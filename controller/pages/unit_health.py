@@ -18,6 +18,7 @@ ACTION_WORDS = {
     "release_hold": "Release hold",
     "set_config": "Change settings",
     "request_export": "Stage an export",
+    "reference_snapshot": "Send a reference picture",
 }
 _UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
 

@@ -1,4 +1,4 @@
-// Privacy-mask editor: click on the reference frame to add the points of a polygon, then
+// Privacy-mask editor: click on the reference picture to add the points of a polygon, then
 // "Finish polygon". Masks are kept in the hidden field named by data-field as JSON:
 // [{"label": "...", "polygon": [[x, y], ...]}] with x, y normalised 0..1 of the frame.
 (function () {
@@ -94,20 +94,9 @@
         save();
       });
     }
+    // The picture follows the unit chosen in the form (reference.js): redrawn on each.
     img.addEventListener("load", draw);
     if (img.complete) { draw(); }
-    // The frame follows the unit chosen in the form (the grid until one is chosen).
-    var source = document.getElementById(editor.getAttribute("data-frame-source") || "");
-    if (source) {
-      var placeholder = img.getAttribute("src");
-      source.addEventListener("change", function () {
-        var url = editor.getAttribute("data-frame-url");
-        img.src = source.value ? url.split("{unit}").join(encodeURIComponent(source.value)) : "/static/frame-placeholder.svg";
-      });
-      if (source.value && placeholder.indexOf("frame-placeholder") >= 0) {
-        source.dispatchEvent(new Event("change"));
-      }
-    }
     window.addEventListener("resize", draw);
     save();
   }

@@ -21,12 +21,14 @@ views would disagree until commit.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, insert, select, update
+from sqlalchemy import String, Table, Text, bindparam, insert, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from controller.store.fleet import Unit, UnitStatus
@@ -77,6 +79,12 @@ _LENGTHS = {
     for c in _TABLE.columns
     if isinstance(c.type, String) and c.type.length is not None
 }
+#: The columns a status is read with. `reported_faults` comes as its JSON text, parsed
+#: here (`_faults`): nearly always the empty list, which needs no JSON parser.
+_READ = [
+    sql_cast(_TABLE.c[name], Text).label(name) if name == "reported_faults" else _TABLE.c[name]
+    for name in READ_COLUMNS
+]
 _CHUNK = 500
 _UNREAD = object()
 #: A new unit's status: what the ORM model's defaults would give.
@@ -143,16 +151,19 @@ class LiveStatus:
 
     def assign(self, values: Mapping[str, Any]) -> None:
         """Set several columns at once (a heartbeat's), as attribute assignment would."""
-        unknown = values.keys() - COLUMNS
-        if unknown:
-            raise AttributeError(f"unit_status has no column {sorted(unknown)[0]!r}")
+        if not COLUMNS.issuperset(values):
+            unknown = sorted(values.keys() - COLUMNS)[0]
+            raise AttributeError(f"unit_status has no column {unknown!r}")
         mine = self.__dict__
         changed = mine["_changed"]
         for name, value in values.items():
             if type(value) is str and name in _LENGTHS:
                 value = value[: _LENGTHS[name]]
             old = mine.get(name, _UNREAD)
-            if old is _UNREAD or old != value or type(old) is not type(value):
+            # (The same object, e.g. None, True or 0, is the same value of the same type.)
+            if old is not value and (
+                old is _UNREAD or old != value or type(old) is not type(value)
+            ):
                 mine[name] = value
                 changed.add(name)
 
@@ -177,15 +188,11 @@ async def load_statuses(
     found: dict[str, LiveStatus] = {}
     for i in range(0, len(wanted), _CHUNK):
         chunk = wanted[i : i + _CHUNK]
-        query = (
-            select(*(_TABLE.c[name] for name in READ_COLUMNS))
-            .where(_TABLE.c.unit_id.in_(chunk))
-            .order_by(_TABLE.c.unit_id)
-        )
-        rows = await session.execute(query.with_for_update())
-        found.update(
-            (row[0], LiveStatus(dict(zip(READ_COLUMNS, row, strict=True)))) for row in rows
-        )
+        query = select(*_READ).where(_TABLE.c.unit_id.in_(chunk)).order_by(_TABLE.c.unit_id)
+        for row in await session.execute(query.with_for_update()):
+            values = dict(zip(READ_COLUMNS, row, strict=True))
+            values["reported_faults"] = _faults(values["reported_faults"])
+            found[row[0]] = LiveStatus(values)
     missing = [unit_id for unit_id in wanted if unit_id not in found]
     if missing:
         new = await _create(session, missing, registered_at)
@@ -197,6 +204,16 @@ async def load_statuses(
             )
         found.update((u, LiveStatus(_empty(u))) for u in missing)
     return found
+
+
+def _faults(text: str | None) -> list[str] | None:
+    """`reported_faults` from its JSON text (see `_READ`)."""
+    if text is None:
+        return None
+    if text == "[]":
+        return []
+    faults: list[str] = json.loads(text)
+    return faults
 
 
 def _empty(unit_id: str) -> dict[str, Any]:
@@ -231,16 +248,18 @@ async def write_statuses(session: AsyncSession, statuses: Iterable[LiveStatus]) 
             groups.setdefault(changed, []).append(status)
     written = 0
     for columns, members in groups.items():
-        ordered = sorted(columns)
+        keys = [(f"new_{name}", name) for name in sorted(columns)]
         statement = (
             update(_TABLE)
             .where(_TABLE.c.unit_id == bindparam("key_unit_id"))
-            .values({name: bindparam(f"new_{name}") for name in ordered})
+            .values({name: bindparam(key) for key, name in keys})
         )
-        params = [
-            {"key_unit_id": s.unit_id, **{f"new_{n}": v for n, v in s.values(ordered).items()}}
-            for s in members
-        ]
+        params = []
+        for status in members:
+            row = status.__dict__
+            values = {key: row[name] for key, name in keys}
+            values["key_unit_id"] = status.unit_id
+            params.append(values)
         await session.execute(statement, params)
         for status in members:
             status.__dict__["_changed"].clear()

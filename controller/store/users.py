@@ -29,6 +29,7 @@ __all__ = [
     "UserExists",
     "UserRow",
     "UserStoreError",
+    "active_managers",
     "add_session",
     "add_token",
     "add_user",
@@ -154,6 +155,14 @@ async def get_user(session: AsyncSession, username: str) -> UserRow | None:
 async def list_users(session: AsyncSession) -> Sequence[UserRow]:
     result = await session.execute(select(UserRow).order_by(UserRow.username))
     return result.scalars().all()
+
+
+async def active_managers(session: AsyncSession) -> list[str]:
+    """The usernames of the managers who are not disabled."""
+    result = await session.execute(
+        select(UserRow.username).where(UserRow.role == "manager", UserRow.disabled.is_(False))
+    )
+    return list(result.scalars())
 
 
 async def set_disabled(

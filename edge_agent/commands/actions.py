@@ -1,6 +1,7 @@
 """What the unit does for each command the controller may send, once the processor has
 verified it: run a self-test, place or release a hold on footage, change a setting at run
-time, stage an export, queue an evidence upload (`edge_agent.uploads`); and the
+time, stage an export, queue an evidence upload (`edge_agent.uploads`), send a reference
+picture of the camera's view; and the
 acknowledgements sent back at each step.
 
 `CommandProcessor` (`edge_agent.commands.processor`) decides whether a command runs;
@@ -17,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge_agent.capture.base import SampledFrame
+from edge_agent.capture.reference import NoPicture, take_reference
 from edge_agent.commands.processor import AckStatus, ActionHandler, CommandFailed
 from edge_agent.config import RuntimeSettings
 from edge_agent.errors import AgentError
@@ -27,6 +30,7 @@ from edge_agent.selftest import next_run
 from edge_agent.telemetry import Publish, Telemetry
 from protocol.messages import (
     CommandBody,
+    ReferenceSnapshotRequest,
     ReleaseHold,
     RequestExport,
     SetConfig,
@@ -60,6 +64,7 @@ class CommandActions:
         publish: Publish,
         clock: Callable[[], datetime],
         uploads: Uploader | None = None,
+        latest_frame: Callable[[], SampledFrame | None],
     ) -> None:
         self._selftests = selftests
         self._settings = settings
@@ -72,6 +77,7 @@ class CommandActions:
         self._publish = publish
         self._clock = clock
         self._uploads = uploads
+        self._latest_frame = latest_frame
 
     def handlers(self) -> dict[str, ActionHandler]:
         """The action name in a command -> what runs it."""
@@ -82,6 +88,7 @@ class CommandActions:
             "set_config": self._set_config,
             "request_export": self._request_export,
             "upload_evidence": self._upload_evidence,
+            "reference_snapshot": self._reference_snapshot,
         }
 
     async def send_ack(
@@ -168,3 +175,22 @@ class CommandActions:
         if self._uploads is None:
             raise CommandFailed("evidence uploads are not available on this unit")
         return await self._uploads.start_job(body.command_id, action)
+
+    async def _reference_snapshot(self, body: CommandBody) -> dict[str, Any]:
+        """Send the camera's latest picture (before privacy masks) on the snapshot channel;
+        the acknowledgement follows it, so the controller holds the picture by then."""
+        action = body.action
+        assert isinstance(action, ReferenceSnapshotRequest)
+        try:
+            picture = await take_reference(self._latest_frame, now=self._clock)
+        except NoPicture as exc:
+            raise CommandFailed(str(exc)) from exc
+        await self._publish(self._telemetry.snapshot(action.request_id, picture))
+        return {
+            "request_id": action.request_id,
+            "sha256": picture.sha256,
+            "bytes": len(picture.jpeg),
+            "width": picture.width,
+            "height": picture.height,
+            "captured_at": picture.captured_at.isoformat(),
+        }

@@ -82,10 +82,11 @@ class MessageClass(IntEnum):
 
 def class_for(channel: Channel) -> MessageClass:
     """The default class of a channel. Periodic power reports are TELEMETRY; a power
-    *change* (mains lost, low battery) is worth sending as ESSENTIAL by its caller."""
+    *change* (mains lost, low battery) is worth sending as ESSENTIAL by its caller. A
+    reference picture is TELEMETRY: it can be asked for again, a fault report cannot."""
     if channel is Channel.HEARTBEAT:
         return MessageClass.HEARTBEAT
-    if channel is Channel.POWER:
+    if channel in (Channel.POWER, Channel.SNAPSHOT):
         return MessageClass.TELEMETRY
     return MessageClass.ESSENTIAL
 

@@ -2,7 +2,7 @@
 
 Each returns a `CheckOutcome` with the measured value, its threshold and a sentence for the
 engineer. A check that cannot judge (no picture, a picture with no detail, too few
-features) says so with a `warn` and no value, rather than guessing either way.
+features) says so as `not_assessed` with no value, rather than guessing either way.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _grade(value: float, warn: float, fail: float, *, low_is_bad: bool) -> Verdi
 
 
 def _not_assessed(name: str, unit: str, fault: FaultCode, why: str) -> CheckOutcome:
-    return CheckOutcome(name, "warn", None, None, unit, f"not assessed: {why}", fault)
+    return CheckOutcome(name, "not_assessed", None, None, unit, f"not assessed: {why}", fault)
 
 
 def _no_detail(frames: Sequence[PreparedFrame]) -> bool:

@@ -9,20 +9,29 @@ from typing import Literal
 from protocol.faults import FaultCode
 from protocol.messages import CheckResult
 
-__all__ = ["CheckOutcome", "Verdict", "worst_verdict"]
+__all__ = ["CheckOutcome", "ReportVerdict", "Verdict", "worst_verdict"]
 
-Verdict = Literal["pass", "warn", "fail"]
+Verdict = Literal["pass", "warn", "fail", "not_assessed"]
+"""A check's verdict: `not_assessed` when it could not judge (nothing was measured)."""
+ReportVerdict = Literal["pass", "warn", "fail"]
 
-_RANK: dict[Verdict, int] = {"pass": 0, "warn": 1, "fail": 2}
+_RANK: dict[ReportVerdict, int] = {"pass": 0, "warn": 1, "fail": 2}
 
 
-def worst_verdict(verdicts: Iterable[Verdict]) -> Verdict:
-    """The most severe verdict of several ("pass" for none)."""
-    worst: Verdict = "pass"
+def worst_verdict(verdicts: Iterable[Verdict]) -> ReportVerdict:
+    """The most severe verdict of the checks that were assessed ("pass" for none given);
+    a check not assessed counts for nothing, and when no check could be assessed the
+    result is "warn": the self-test did not show the unit working."""
+    worst: ReportVerdict = "pass"
+    seen = assessed = 0
     for verdict in verdicts:
+        seen += 1
+        if verdict == "not_assessed":
+            continue
+        assessed += 1
         if _RANK[verdict] > _RANK[worst]:
             worst = verdict
-    return worst
+    return "warn" if seen and not assessed else worst
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from edge_agent.selftest.outcome import CheckOutcome, Verdict, worst_verdict
+from edge_agent.selftest.outcome import CheckOutcome, ReportVerdict, worst_verdict
 from edge_agent.selftest.thresholds import SelfTestThresholds
 from protocol.faults import FaultCode
 from protocol.messages import SelfTestReport as SelfTestReportMessage
@@ -60,7 +60,7 @@ class SelfTestReport:
     trigger: Trigger = "manual"
 
     @property
-    def verdict(self) -> Verdict:
+    def verdict(self) -> ReportVerdict:
         return worst_verdict(o.verdict for o in self.outcomes)
 
     @property
@@ -195,8 +195,8 @@ class _CheckState:
 class FaultTracker:
     """Raises a check's fault on its first failure and clears it only after the check
     passed `clear_after` consecutive times (default 2): a check flickering between pass and
-    fail raises one fault, not a storm. A `warn` (including "not assessed") neither raises
-    nor counts towards clearing.
+    fail raises one fault, not a storm. A `warn` or a `not_assessed` neither raises nor
+    counts towards clearing.
 
     State is per check name; `restore()` reloads the faults open before a restart.
     """

@@ -135,7 +135,7 @@ def _picture(inputs: SuiteInputs) -> list[CheckOutcome]:
         msg = "picture checks wait for the deployment baseline (a few seconds of picture)"
         return [
             CheckOutcome(
-                "camera_signal", "warn", None, None, "fps", msg, FaultCode.CAMERA_NO_SIGNAL
+                "camera_signal", "not_assessed", None, None, "fps", msg, FaultCode.CAMERA_NO_SIGNAL
             )
         ]
     stats = source.stats()

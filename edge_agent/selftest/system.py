@@ -151,9 +151,10 @@ async def check_clock(
     it does not answer), `reference_offset_s` measured against the controller's clock.
 
     Offsets are the reference clock minus ours: positive means the unit's clock is behind.
-    An NTP server that cannot be reached gives a `warn` (the clock is unverified, not
-    known to be wrong) naming the reason. Each offset measured against the NTP server is
-    kept in `measured` (for the heartbeat).
+    With no offset to judge by (no NTP server, or one that does not answer, and none from
+    the controller) the clock is `not_assessed`, naming the reason: unverified, not known
+    to be wrong. Each offset measured against the NTP server is kept in `measured` (for
+    the heartbeat).
     """
     name, fault, t = "clock", FaultCode.CLOCK_DRIFT, thresholds
     source, offset, problem = "", None, ""
@@ -169,7 +170,8 @@ async def check_clock(
         offset, source = reference_offset_s, "the controller's clock"
     if offset is None:
         why = problem or "no NTP server configured and no offset from the controller"
-        return CheckOutcome(name, "warn", None, t.clock_fail_s, "s", f"not assessed: {why}", fault)
+        msg = f"not assessed: {why}"
+        return CheckOutcome(name, "not_assessed", None, t.clock_fail_s, "s", msg, fault)
     size = abs(offset)
     verdict: Verdict = (
         "fail" if size > t.clock_fail_s else "warn" if size > t.clock_warn_s else "pass"
@@ -213,7 +215,7 @@ def check_temperature(
     reading = read_temperature(root)
     if reading is None:
         msg = f"not assessed: no readable thermal zone under {root}"
-        return CheckOutcome(name, "warn", None, t.temperature_fail_c, "C", msg, fault)
+        return CheckOutcome(name, "not_assessed", None, t.temperature_fail_c, "C", msg, fault)
     hottest = reading.celsius
     verdict: Verdict = (
         "fail"
@@ -233,7 +235,7 @@ async def check_broker(
     name, fault, t = "broker", FaultCode.BROKER_UNREACHABLE, thresholds
     if round_trip is None:
         msg = "not assessed: no broker link configured"
-        return CheckOutcome(name, "warn", None, t.broker_rtt_fail_s, "s", msg, fault)
+        return CheckOutcome(name, "not_assessed", None, t.broker_rtt_fail_s, "s", msg, fault)
     started = time.monotonic()
     seconds = await _call(round_trip)
     if seconds is None:

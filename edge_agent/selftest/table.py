@@ -10,7 +10,8 @@ from edge_agent.selftest.runner import SelfTestReport
 
 __all__ = ["render_table"]
 
-_STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red"}
+_STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red", "not_assessed": "dim"}
+_WORDS = {"not_assessed": "NOT ASSESSED"}
 
 
 def _number(value: float | None, unit: str) -> str:
@@ -24,7 +25,7 @@ def _row(outcome: CheckOutcome) -> list[str | Text]:
     fault = outcome.fault.info.title if outcome.fault and outcome.verdict == "fail" else ""
     return [
         outcome.name,
-        Text(outcome.verdict.upper(), style=_STYLE[outcome.verdict]),
+        Text(_WORDS.get(outcome.verdict, outcome.verdict.upper()), style=_STYLE[outcome.verdict]),
         _number(outcome.value, outcome.unit),
         _number(outcome.threshold, outcome.unit),
         outcome.message,

@@ -185,3 +185,8 @@ async def send(client: aiomqtt.Client, topics: Topics, message: Envelope, **kw: 
     await client.publish(
         topics.unit(message.unit_id, channel_for(message)), encode(message), qos=1, **kw
     )
+
+
+# The pages' fixtures (a browser, a controller served over HTTP with a user of each role),
+# for every page test. Imported last: the module uses `running_controller` above.
+from tests.controller.pages_harness import browser, site  # noqa: E402, F401

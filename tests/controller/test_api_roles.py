@@ -191,7 +191,7 @@ def _walked(matrix: dict[str, frozenset[Role]]) -> list[str]:
 async def test_role_matrix_over_a_real_server(server: str, world: World) -> None:
     matrix = _matrix(create_app(world.settings, world.db, auth=FAST))
     walked = _walked(matrix)
-    assert len(walked) == 16
+    assert len(walked) == 18
     seen: dict[tuple[str, Role], int] = {}
     for role, (username, _) in USERS.items():
         async with _signed_in(username, base_url=server) as client:
@@ -210,6 +210,7 @@ async def test_role_matrix_over_a_real_server(server: str, world: World) -> None
     # the first allowed role to acknowledge really moved the callout
     assert seen["POST /api/callouts/{callout_id}/acknowledge", Role.MANAGER] == 200
     assert seen["POST /api/units/{unit_id}/selftest", Role.CONTRACTOR] == 202
+    assert seen["POST /api/units/{unit_id}/reference-snapshots", Role.OPERATOR] == 202
     async with httpx.AsyncClient(base_url=server) as anonymous:
         for endpoint in walked:
             method, path = _path(endpoint, world)
@@ -224,6 +225,14 @@ def test_the_permission_table_holds_the_designed_policy() -> None:
     assert roles_for(Permission.VIEW_AUDIT) == (Role.MANAGER, Role.AUDITOR)
     assert roles_for(Permission.VIEW_FOOTAGE) == (Role.MANAGER, Role.DATA_CONTROLLER)
     assert roles_for(Permission.DECIDE_DEPLOYMENTS) == (Role.MANAGER,)
+    # The camera's view before privacy masks: the control room only; asked for by those
+    # who draw masks and decide on them.
+    assert roles_for(Permission.VIEW_REFERENCE_FRAME) == (
+        Role.MANAGER,
+        Role.OPERATOR,
+        Role.DATA_CONTROLLER,
+    )
+    assert roles_for(Permission.REQUEST_REFERENCE_FRAME) == (Role.MANAGER, Role.OPERATOR)
     assert set(roles_for(Permission.VIEW_FLEET)) == set(Role)
     # Evidence: a data controller decides and releases, a manager may watch and download,
     # the control room raises; the auditor reads and changes nothing.
@@ -263,6 +272,15 @@ def test_each_route_is_guarded_as_the_table_says(tmp_path: Path) -> None:
         endpoint = f"POST /api/callouts/{{callout_id}}/{step}"
         assert matrix[endpoint] == PERMISSIONS[Permission.WORK_CALLOUTS]
     assert matrix["POST /api/units/{unit_id}/selftest"] == PERMISSIONS[Permission.RUN_SELFTEST]
+    frames = PERMISSIONS[Permission.VIEW_REFERENCE_FRAME]
+    assert matrix["GET /api/units/{unit_id}/reference-snapshots"] == frames
+    assert matrix["GET /units/{unit_id}/reference-frame"] == frames
+    assert matrix["GET /units/{unit_id}/reference-frames/{sha256}"] == frames
+    assert matrix["GET /units/{unit_id}/reference-frame/about"] == frames
+    assert (
+        matrix["POST /api/units/{unit_id}/reference-snapshots"]
+        == PERMISSIONS[Permission.REQUEST_REFERENCE_FRAME]
+    )
     assert matrix["POST /api/deployments/{deployment_id}/approve"] == {Role.MANAGER}
     # The pages take their guards from the same table as the JSON routes.
     assert matrix["GET /units/{unit_id}/footage"] == matrix["GET /api/units/{unit_id}/footage"]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from typer.testing import CliRunner
@@ -136,3 +137,36 @@ def test_cli_audit_verify_exit_codes(tmp_path: Path, fleet: Fleet) -> None:
     assert "TAMPERED at row 1" in bad.output
     missing = runner.invoke(app, ["audit", "verify", "-c", str(tmp_path / "nope.toml")])
     assert missing.exit_code == 2 and "no such settings file" in missing.output
+
+
+async def test_entries_filter_by_family_unit_and_time(db: Database) -> None:
+    now = datetime.now(UTC)
+    rows = [
+        ("callout.raised", "callout:7", {"unit": "cam-01"}, now - timedelta(days=2)),
+        ("callout.acknowledged", "callout:7", {"unit": "cam-01"}, now - timedelta(hours=1)),
+        ("command.selftest_now", "unit:cam-02", {}, now - timedelta(hours=1)),
+        ("deployment.approve", "deployment:d1", {"unit_id": "cam-02"}, now),
+        ("unit.online", "unit:cam-1", {}, now),  # not cam-10's, not cam-1's neighbour's
+        ("callouts_x.odd", "unit:cam_01", {"unit": "cam%01"}, now),
+    ]
+    async with db.session() as session:
+        for action, subject, details, at in rows:
+            await audit.record(
+                session, actor="ann", action=action, subject=subject, details=details, at=at
+            )
+        await session.commit()
+
+    async def actions(**filters: Any) -> list[str]:
+        return [r.action for r in (await audit.entries(db, limit=50, **filters)).records]
+
+    assert await actions(family="callout") == ["callout.acknowledged", "callout.raised"]
+    assert await actions(unit="cam-01") == ["callout.acknowledged", "callout.raised"]
+    assert await actions(unit="cam-02") == ["deployment.approve", "command.selftest_now"]
+    assert await actions(unit="cam_01") == ["callouts_x.odd"]  # "_" is not a wildcard
+    assert await actions(unit="cam%01") == ["callouts_x.odd"]
+    day_ago = now - timedelta(days=1)
+    assert await actions(family="callout", since=day_ago) == ["callout.acknowledged"]
+    assert await actions(until=day_ago) == ["callout.raised"]
+    assert await actions(actor="ann", family="command") == ["command.selftest_now"]
+    actions_seen, actors_seen = await audit.names(db)
+    assert actors_seen == ["ann"] and "deployment.approve" in actions_seen

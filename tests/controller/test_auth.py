@@ -15,12 +15,19 @@ import pytest
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
-from controller.accounts import AccountError, Accounts, AuthSettings, device_cookies
+from controller.accounts import (
+    AccountError,
+    Accounts,
+    AuthSettings,
+    LoginRefused,
+    Role,
+    device_cookies,
+)
 from controller.api.app import create_app
 from controller.config import ControllerSettings
 from controller.store.audit import AuditEntry
 from controller.store.base import Base, Database, utcnow
-from controller.store.users import SessionRow, UserRow, purge_login_records
+from controller.store.users import SessionRow, UnknownUser, UserRow, purge_login_records
 
 # Cheap Argon2 so the suite stays fast; the production defaults are checked separately.
 FAST = AuthSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
@@ -267,7 +274,7 @@ def test_production_argon2_defaults_follow_rfc_9106() -> None:
 
 
 async def test_contractor_must_name_the_company(accounts: Accounts) -> None:
-    with pytest.raises(AccountError, match="needs --contractor"):
+    with pytest.raises(AccountError, match="needs their company"):
         await accounts.add_user("c2", "contractor", PASSWORD, contractor=None, actor="test")
     with pytest.raises(AccountError, match="only a contractor"):
         await accounts.add_user("m2", "manager", PASSWORD, contractor="Acme", actor="test")
@@ -324,3 +331,40 @@ async def test_old_login_records_are_purged(client: httpx.AsyncClient, db: Datab
         await s.commit()
         assert (await s.execute(text("SELECT count(*) FROM login_attempts"))).scalar_one() == 0
         assert (await s.execute(text("SELECT count(*) FROM user_sessions"))).scalar_one() == 0
+
+
+async def test_a_manager_changes_a_user_and_the_last_manager_stays(
+    db: Database, accounts: Accounts
+) -> None:
+    changed = await accounts.change_user("carl", role="operator", contractor=None, actor="mia")
+    assert changed.role is Role.OPERATOR and changed.contractor is None
+    with pytest.raises(AccountError, match="already has that role"):
+        await accounts.change_user("carl", role="operator", contractor=None, actor="mia")
+    with pytest.raises(AccountError, match="your own role"):
+        await accounts.change_user("mia", role="auditor", contractor=None, actor="mia")
+    with pytest.raises(AccountError, match="only active manager"):
+        await accounts.change_user("mia", role="auditor", contractor=None, actor="cli:root")
+    with pytest.raises(AccountError, match="your own account"):
+        await accounts.set_disabled("mia", True, actor="mia")
+    with pytest.raises(AccountError, match="only active manager"):
+        await accounts.set_disabled("mia", True, actor="cli:root")
+    await accounts.add_user("max", "manager", PASSWORD, contractor=None, actor="mia")
+    await accounts.set_disabled("mia", True, actor="max")  # another manager is left
+    await accounts.set_disabled("mia", False, actor="max")
+
+    # A new password ends the user's sessions; the old password no longer signs in.
+    session = (await accounts.logins.login("carl", PASSWORD, client="t")).session_id
+    await accounts.set_password("carl", "a brand new password", actor="mia")
+    assert await accounts.logins.user_for_session(session) is None
+    with pytest.raises(LoginRefused):
+        await accounts.logins.login("carl", PASSWORD, client="t")
+    assert (await accounts.logins.login("carl", "a brand new password", client="t")).user
+    with pytest.raises(AccountError, match="12 to 1024"):
+        await accounts.set_password("carl", "short", actor="mia")
+    with pytest.raises(UnknownUser):
+        await accounts.set_password("nobody", "a brand new password", actor="mia")
+    # Every change audited, none of the refused ones.
+    assert [a for a in await _actions(db) if a.startswith("user.")] == [
+        "user.add", "user.add",  # mia and carl, by the fixture
+        "user.change", "user.add", "user.disable", "user.enable", "user.password_set",
+    ]  # fmt: skip

@@ -184,8 +184,9 @@ def test_ico_matrix_and_pia_rules() -> None:
     assert doc.lawful_basis == "public_task" and doc.retention_days == 31
     bad = pia()
     bad["equality"] = bad["equality"][:-1]
-    with pytest.raises(ValidationError, match="sexual_orientation"):
+    with pytest.raises(ValidationError, match="missing for: sexual orientation") as missing:
         PrivacyImpactAssessment.model_validate(bad)
+    assert missing.value.errors()[0]["loc"] == ("equality",)  # shown beside the field
     overruled = pia()
     overruled["dpo_advice"] |= {"outcome": "overruled"}
     with pytest.raises(ValidationError, match="reasons"):
@@ -373,9 +374,11 @@ async def test_authorization_reaches_the_unit_signed_and_retained(
         site = await loc.add_location(
             flow, OLLY, LocationIn(name="Market Square", lat=51.51, lon=-0.1, geofence_radius_m=80)
         )
-        req = request(site.id, unit="cam-02").model_copy(update={
-            "planned_start": clock.now - timedelta(hours=1),
-            "planned_end": clock.now + timedelta(days=30)})  # fmt: skip
+        start, end = clock.now - timedelta(hours=1), clock.now + timedelta(days=30)
+        req = DeploymentRequest.model_validate({
+            "unit_id": "cam-02", "location_id": site.id, "planned_start": start,
+            "planned_end": end, "pia": pia(start=start.date(), end=end.date()),
+        })  # fmt: skip
         dep = await flow.create(OLLY, req)
         await flow.submit(OLLY, dep.id)
         approved = await flow.approve(MIA, dep.id)

@@ -183,9 +183,12 @@ def test_roll_up_rule() -> None:
     )
     assert roll_up(_status_row(), [_fault(FaultCode.IMAGE_BLACK)]) == (
         "fault",
-        ["image_black (P1)"],
+        ["Picture is black (P1 urgent)"],
     )
-    assert roll_up(_status_row(), [_fault(FaultCode.BLUR)]) == ("degraded", ["blur (P2)"])
+    assert roll_up(_status_row(), [_fault(FaultCode.BLUR)]) == (
+        "degraded",
+        ["Picture is out of focus (P2 non-urgent)"],
+    )
     assert roll_up(_status_row(reported_faults=["broker_unreachable"]), [])[0] == "degraded"
     assert roll_up(_status_row(on_battery=True), []) == ("degraded", ["on battery"])
     gate = roll_up(_status_row(deployment_id="d-1", gate_open=False), [])

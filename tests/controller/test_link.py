@@ -8,12 +8,16 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiomqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from controller.config import ControllerSettings
 from controller.errors import LinkError
 from controller.link import ControllerLink, Delivery
 from protocol.messages import channel_for, encode
+from protocol.topics import Channel
 from tests.controller.conftest import UnitVoice, eventually
 from tests.harness import MosquittoBroker, mqtt_client
 
@@ -159,3 +163,58 @@ async def test_a_revoked_certificate_is_reported_as_a_refusal(
     async with running(link, lambda _d: None, wait=False):
         await eventually(lambda: link.refused is not None, within=15)
         assert "certificate" in (link.refused or "")
+
+
+async def test_every_message_arrives_whole_however_it_is_framed(
+    broker: MosquittoBroker, controller_settings: Callable[..., ControllerSettings]
+) -> None:
+    """The link unpacks PUBLISH packets itself and leaves the unusual ones to paho: either
+    way each message arrives whole, with its topic, payload, QoS and retain flag: QoS 0
+    and 1, retained, with no properties, short ones and ones past 127 bytes (a longer
+    length field), empty and larger than one read of the socket."""
+    topics = broker.fleet.topics
+    heartbeat = topics.unit("cam-01", Channel.HEARTBEAT)
+    event = topics.unit("cam-01", Channel.EVENT)
+
+    def properties(value_bytes: int) -> Properties:
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.UserProperty = ("note", "x" * value_bytes)
+        return props
+
+    cases = [
+        (heartbeat, b'{"n": 1}', 1, None),
+        (heartbeat, b'{"n": 2}', 0, None),
+        (event, b"", 1, None),
+        (event, b'{"n": 3}', 1, properties(20)),
+        (heartbeat, b'{"n": 4}', 1, properties(300)),
+        (event, b"[" + b"7," * 150_000 + b"7]", 1, None),
+        (heartbeat, b'{"n": 5}', 0, properties(300)),
+        (heartbeat, b'{"n": 6}', 1, None),
+    ]
+    state = topics.unit("cam-01", Channel.STATE)
+    link = ControllerLink.from_settings(controller_settings(broker))
+    got: list[Delivery] = []
+    async with mqtt_client(broker, "cam-01", protocol=aiomqtt.ProtocolVersion.V5) as unit:
+        await unit.publish(state, b'{"retained": 1}', qos=1, retain=True)
+        async with running(link, got.append):
+            await eventually(lambda: len(got) == 1)
+            for topic, payload, qos, props in cases:
+                await unit.publish(topic, payload, qos=qos, properties=props)
+            await eventually(lambda: len(got) == 1 + len(cases))
+            await asyncio.sleep(0.3)
+            assert len(got) == 1 + len(cases)  # and nothing else
+            at_qos_1 = 1 + sum(1 for case in cases if case[2] == 1)
+            assert link.unacknowledged == at_qos_1
+            assert link.ack(got) == at_qos_1
+            assert link.unacknowledged == 0
+    first, rest = got[0], got[1:]
+    assert (first.topic, first.payload, first.qos, first.retain) == (
+        state,
+        b'{"retained": 1}',
+        1,
+        True,
+    )
+    assert sorted((d.topic, d.payload, d.qos, d.retain) for d in rest) == sorted(
+        (topic, payload, qos, False) for topic, payload, qos, _ in cases
+    )
+    assert all(d.mid > 0 for d in rest if d.qos == 1)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from controller.accounts import Accounts, AuthSettings
 from controller.api.app import create_app
 from controller.config import ControllerSettings
-from controller.pages.session_pages import NEXT_MAX, safe_next
+from controller.pages.return_paths import NEXT_MAX, safe_next
 from controller.store.base import Database
 
 SITE = "https://ctl.example"

@@ -30,6 +30,7 @@ OURS = {
     "callout_events",
     "notifications",
     "audit_log",
+    "reference_snapshots",
 }
 
 

@@ -217,7 +217,9 @@ def format_table(table: dict[str, dict[str, CheckOutcome]]) -> str:
         value = (
             "" if outcome.value is None else f" {outcome.value:g}{outcome.unit.replace('grey', '')}"
         )
-        mark = {"pass": "pass", "warn": "warn", "fail": "**FAIL**"}[outcome.verdict]
+        mark = {"pass": "pass", "warn": "warn", "fail": "**FAIL**", "not_assessed": "n/a"}[
+            outcome.verdict
+        ]
         return f"{mark}{value}"
 
     by_name = {v.name: v for v in VARIANTS}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import strategies as st
@@ -47,7 +49,7 @@ storage = st.builds(
 checks = st.builds(
     m.CheckResult,
     name=st.from_regex(r"\A[a-z_]{1,20}\Z"),
-    verdict=st.sampled_from(["pass", "warn", "fail"]),
+    verdict=st.sampled_from(["pass", "warn", "fail", "not_assessed"]),
     value=st.none() | floats,
     threshold=st.none() | floats,
     unit=st.sampled_from(["", "%", "fps", "s", "C"]),
@@ -117,6 +119,7 @@ def actions(draw: st.DrawFn) -> object:
                     max_size=3,
                 ),
             ),
+            st.builds(m.ReferenceSnapshotRequest, request_id=idents),
         )
     )
 
@@ -177,6 +180,22 @@ def signed(draw: st.DrawFn) -> m.Envelope:
     return m.Revocation(**env, **extra, body=body)
 
 
+@st.composite
+def snapshots(draw: st.DrawFn) -> m.ReferenceSnapshot:
+    """A picture as the JPEG start of image and arbitrary bytes (the protocol checks the
+    marker, the size and the SHA-256, not the whole picture)."""
+    picture = b"\xff\xd8\xff" + draw(st.binary(max_size=300))
+    return m.ReferenceSnapshot(
+        **draw(envelope()),
+        request_id=draw(idents),
+        captured_at=draw(times),
+        width=draw(st.integers(1, 8192)),
+        height=draw(st.integers(1, 8192)),
+        sha256=hashlib.sha256(picture).hexdigest(),
+        jpeg=base64.b64encode(picture).decode(),
+    )
+
+
 messages = st.one_of(
     _build(m.UnitState, online=st.booleans(), agent_version=texts, reason=texts),
     _build(
@@ -217,5 +236,6 @@ messages = st.one_of(
         status=st.sampled_from(["accepted", "rejected", "done", "failed"]),
         reason=texts,
     ),
+    snapshots(),
     signed(),
 )

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import logging
 from datetime import UTC, datetime
@@ -47,7 +49,7 @@ def test_every_kind_is_generated() -> None:
     seen: set[str] = set()
 
     # Derandomized: the same examples every run, so a rare branch cannot go missing by chance.
-    @settings(max_examples=400, derandomize=True, database=None)
+    @settings(max_examples=1000, derandomize=True, database=None)
     @given(messages)
     def collect(msg: m.Envelope) -> None:
         seen.add(msg.kind)  # type: ignore[attr-defined]
@@ -87,11 +89,61 @@ def test_wrong_type_and_extra_field_are_malformed() -> None:
         m.decode(json.dumps({**doc, "surprise": 1}))
 
 
-def test_oversize_payload_is_refused_before_parsing() -> None:
+def test_oversize_payload_is_refused() -> None:
     big = b'{"kind":"heartbeat","pad":"' + b"x" * m.MAX_PAYLOAD_BYTES + b'"}'
     with pytest.raises(PayloadTooLarge) as info:
         m.decode(big)
-    assert info.value.size == len(big)
+    assert info.value.size == len(big) and info.value.limit == m.MAX_PAYLOAD_BYTES
+    # Above the largest bound (a reference picture's), before it is even parsed.
+    huge = b"{not json" + b"x" * m.MAX_SNAPSHOT_PAYLOAD_BYTES
+    with pytest.raises(PayloadTooLarge) as info:
+        m.decode(huge)
+    assert info.value.limit == m.MAX_SNAPSHOT_PAYLOAD_BYTES
+
+
+def snapshot(picture: bytes, **over: object) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "v": m.PROTOCOL_VERSION,
+        "kind": "reference_snapshot",
+        "unit_id": "cam-01",
+        "seq": 9,
+        "sent_at": "2026-01-01T10:00:01+00:00",
+        "boot_id": "b1",
+        "request_id": "r1",
+        "captured_at": "2026-01-01T10:00:00+00:00",
+        "width": 1280,
+        "height": 720,
+        "sha256": hashlib.sha256(picture).hexdigest(),
+        "jpeg": base64.b64encode(picture).decode(),
+    }
+    doc.update(over)
+    return doc
+
+
+def test_a_reference_picture_of_the_largest_size_is_accepted_and_one_byte_more_is_not() -> None:
+    largest = b"\xff\xd8\xff" + bytes(m.MAX_SNAPSHOT_JPEG_BYTES - 3)
+    wire = json.dumps(snapshot(largest)).encode()
+    assert m.MAX_PAYLOAD_BYTES < len(wire) <= m.MAX_SNAPSHOT_PAYLOAD_BYTES
+    message = m.decode(wire)
+    assert isinstance(message, m.ReferenceSnapshot) and message.image() == largest
+    assert m.channel_for(message).value == "snapshot"
+    with pytest.raises(MalformedMessage, match="jpeg"):
+        m.decode(json.dumps(snapshot(largest + b"\x00")))
+
+
+@pytest.mark.parametrize(
+    ("over", "match"),
+    [
+        ({"jpeg": "not base64!"}, "not base64"),
+        ({"jpeg": base64.b64encode(b"GIF89a...").decode()}, "not hold a JPEG"),
+        ({"sha256": "0" * 64}, "not the SHA-256"),
+        ({"width": 0}, "width"),
+    ],
+)
+def test_a_bad_reference_picture_is_malformed(over: dict[str, object], match: str) -> None:
+    doc = snapshot(b"\xff\xd8\xff\xe0 a picture", **over)
+    with pytest.raises(MalformedMessage, match=match):
+        m.decode(json.dumps(doc))
 
 
 def test_other_major_version_is_refused() -> None:

@@ -50,3 +50,6 @@ def test_every_kind_has_a_channel_in_the_right_direction() -> None:
     to_unit = {k for k, model in KINDS.items() if model.channel.direction is Direction.TO_UNIT}
     assert to_unit == {"command", "authorization", "revocation"}
     assert Channel.STATE.retained and Channel.AUTHZ.retained and not Channel.CMD.retained
+    # A reference picture comes from the unit (the broker lets only that unit write it).
+    assert KINDS["reference_snapshot"].channel is Channel.SNAPSHOT
+    assert Channel.SNAPSHOT.direction is Direction.FROM_UNIT and not Channel.SNAPSHOT.retained
