@@ -5,7 +5,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -102,15 +102,17 @@ def test_oversize_payload_is_refused() -> None:
 
 
 def snapshot(picture: bytes, **over: object) -> dict[str, object]:
+    # Whole seconds: the timestamps keep one length, so the size bounds below stay exact.
+    taken = datetime.now(UTC).replace(microsecond=0)
     doc: dict[str, object] = {
         "v": m.PROTOCOL_VERSION,
         "kind": "reference_snapshot",
         "unit_id": "cam-01",
         "seq": 9,
-        "sent_at": "2026-01-01T10:00:01+00:00",
+        "sent_at": (taken + timedelta(seconds=1)).isoformat(),
         "boot_id": "b1",
         "request_id": "r1",
-        "captured_at": "2026-01-01T10:00:00+00:00",
+        "captured_at": taken.isoformat(),
         "width": 1280,
         "height": 720,
         "sha256": hashlib.sha256(picture).hexdigest(),
