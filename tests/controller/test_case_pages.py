@@ -31,7 +31,7 @@ from controller.store import Database
 from controller.store.evidence import ExhibitRow, ReleaseRow, ReviewLogRow
 from controller.store.reports import CommandRecord
 from tests.controller.conftest import eventually, running_controller
-from tests.controller.test_pages import (
+from tests.controller.pages_harness import (
     CHROMIUM,
     CHROMIUM_ARGS,
     FAST_AUTH,

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from controller.api.app import create_app
 from controller.store import Database
 from controller.store.evidence import CaseRow, ReviewLogRow
-from tests.controller import test_pages
+from tests.controller.pages_harness import FAST_AUTH, PASSWORD, shot
 from tests.controller.retrieved_case import (
     PASSPHRASE,
     Person,
@@ -32,7 +32,6 @@ from tests.controller.retrieved_case import (
     make_recorded_unit,
     retrieved_case,
 )
-from tests.controller.test_pages import FAST_AUTH, PASSWORD, shot
 from tests.harness import free_port
 from tests.harness.axe import axe_violations
 
@@ -44,7 +43,6 @@ USERS = {
     "fixer1": ("contractor", "Test Maintenance Ltd"),
 }
 PHONE = {"width": 390, "height": 844}
-browser = test_pages.browser  # headless Chromium (a fixture)
 
 
 @dataclass
