@@ -44,7 +44,7 @@ def _tables_in(diff: Any) -> set[str]:
 
 
 async def test_migration_creates_exactly_the_evidence_models(db: Database) -> None:
-    assert await db.current_revision() == "0007_evidence"
+    assert await db.current_revision() == "0008_reference_snapshots"
 
     def diffs(connection: Connection) -> list[Any]:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
