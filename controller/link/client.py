@@ -15,9 +15,12 @@ nothing, the broker sends again whatever was not acknowledged.
   with `broker.shared_group` (an MQTT v5 shared subscription), each with its own
   certificate and so its own session.
 - **Flow control.** The connection tells the broker its Receive Maximum
-  (`ingest.queue_max`): the broker never has more unacknowledged messages in flight to
-  us, so received-but-uncommitted messages are bounded and a slow or absent database
-  holds the backlog at the broker, not in our memory.
+  (`ingest.queue_max`): the most unacknowledged messages the broker may have in flight
+  to us, so that received-but-uncommitted messages are bounded and a slow or absent
+  database holds the backlog at the broker, not in our memory. Mosquitto 2.0.11 keeps
+  to it only until the limit is reached and an acknowledgement frees room: from then
+  on it sends everything it has queued for us, so a resumed session's backlog (or what
+  queued during a database outage) arrives at once and waits in memory.
 - **Redeliveries.** A delivery is acknowledged only on the connection it came on (a
   message id means nothing on the next one); what was not acknowledged comes again
   after a reconnect and ingest drops it by unit and seq. Acknowledgements go out in the
